@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/streamfleet/streamfleet/node"
+)
+
+// nodeFlags binds the flags shared by `node` and `dev` to a node configuration. Every flag can
+// also be set by an environment variable STREAMFLEET_<FLAG> (upper case, dashes as underscores).
+func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
+	role := string(cfg.Role)
+	var publicIPs, iceServers string
+	fs.StringVar(&cfg.ID, "id", cfg.ID, "node id, in logs and metrics")
+	fs.StringVar(&role, "role", role, "origin, relay, edge or transcoder")
+	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP address: pages, WHIP, WHEP, /healthz, /metrics")
+	fs.StringVar(&cfg.WebRTC.ICEUDPAddr, "ice-udp", cfg.WebRTC.ICEUDPAddr, "the one UDP address of every WebRTC session")
+	fs.StringVar(&publicIPs, "public-ip", "", "comma-separated public IPs announced as ICE candidates (1:1 NAT)")
+	fs.StringVar(&iceServers, "ice-server", "", "comma-separated STUN/TURN URLs handed to clients in Link headers")
+	fs.StringVar(&cfg.WebRTC.PublishToken, "publish-token", "", "bearer token required to publish (empty: open)")
+	fs.StringVar(&cfg.WebRTC.PlayToken, "play-token", "", "bearer token required to play (empty: open)")
+	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long a stream waits for its publisher to come back")
+	fs.DurationVar(&cfg.WebRTC.ConnectTimeout, "connect-timeout", cfg.WebRTC.ConnectTimeout, "drop a WebRTC peer that has not connected after this long")
+	return func() error {
+		if err := applyEnv(fs); err != nil {
+			return err
+		}
+		r, err := node.ParseRole(role)
+		if err != nil {
+			return err
+		}
+		cfg.Role = r
+		cfg.WebRTC.PublicIPs = splitList(publicIPs)
+		for _, u := range splitList(iceServers) {
+			cfg.WebRTC.ICEServers = append(cfg.WebRTC.ICEServers, webrtc.ICEServer{URLs: []string{u}})
+		}
+		return cfg.Validate()
+	}
+}
+
+// applyEnv sets every flag not given on the command line from STREAMFLEET_<NAME>, if set.
+func applyEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		key := "STREAMFLEET_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(key); ok && !given[f.Name] && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", key, e)
+			}
+		}
+	})
+	return err
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runNode(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	cfg := node.DefaultConfig()
+	finish := nodeFlags(fs, &cfg)
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := finish(); err != nil {
+		return err
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	n, err := node.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := n.Start(ctx); err != nil {
+		_ = n.Close()
+		return err
+	}
+	return waitAndClose(ctx, n)
+}
+
+// waitAndClose serves until ctx ends (a signal) or the node fails, then closes it.
+func waitAndClose(ctx context.Context, n *node.Node) error {
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-n.Err():
+	}
+	if cerr := n.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,82 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/streamfleet/streamfleet/node/webrtcserver"
+)
+
+// Role is what a node does in the cluster.
+type Role string
+
+// Roles. Every role serves viewers too; a one-machine deployment is a single origin.
+const (
+	RoleOrigin     Role = "origin"
+	RoleRelay      Role = "relay"
+	RoleEdge       Role = "edge"
+	RoleTranscoder Role = "transcoder"
+)
+
+// ParseRole validates a role name.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleOrigin, RoleRelay, RoleEdge, RoleTranscoder:
+		return r, nil
+	}
+	return "", fmt.Errorf("unknown role %q (want origin, relay, edge or transcoder)", s)
+}
+
+// Config is a node's configuration.
+type Config struct {
+	// ID names the node in logs and metrics.
+	ID string
+	// Role is the node's role.
+	Role Role
+	// HTTPAddr serves pages, WHIP, WHEP, /healthz and /metrics. Port 0 picks a free port.
+	HTTPAddr string
+	// WebRTC configures WHIP/WHEP, including the ICE UDP port.
+	WebRTC webrtcserver.Config
+	// Grace is how long a stream waits for its publisher to come back before it ends.
+	Grace time.Duration
+	// ShutdownTimeout bounds Close.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig returns an origin on :8080 with ICE on UDP :8189.
+func DefaultConfig() Config {
+	return Config{
+		ID:              "node-1",
+		Role:            RoleOrigin,
+		HTTPAddr:        ":8080",
+		WebRTC:          webrtcserver.DefaultConfig(),
+		Grace:           10 * time.Second,
+		ShutdownTimeout: 5 * time.Second,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ID == "" {
+		errs = append(errs, errors.New("node id is empty"))
+	}
+	if _, err := ParseRole(string(c.Role)); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := net.ResolveTCPAddr("tcp", c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http address %q: %w", c.HTTPAddr, err))
+	}
+	if c.Grace < 0 {
+		errs = append(errs, errors.New("grace must not be negative"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("shutdown timeout must be positive"))
+	}
+	if err := c.WebRTC.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

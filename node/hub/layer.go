@@ -1,0 +1,208 @@
+package hub
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Keyframe request pacing per layer: a request is forwarded to the publisher only if none was sent
+// in the last keyframeRequestMinInterval, or if the last one went unanswered for
+// keyframeRequestRetry. A flash crowd of joins thus costs a few PLIs a second, not one per viewer.
+const (
+	keyframeRequestMinInterval = 300 * time.Millisecond
+	keyframeRequestRetry       = time.Second
+)
+
+// KeyframeRequester asks the publisher of a layer for a keyframe (an RTCP PLI for WebRTC).
+type KeyframeRequester func()
+
+// Layer is one RTP stream of a track: the only layer of a plain track, or one simulcast RID or
+// transcoder variant.
+type Layer struct {
+	track *Track
+	rid   string
+
+	// readers is copy-on-write: the writer loads it once per packet and never waits for mu.
+	readers atomic.Pointer[[]*Reader]
+	mu      sync.Mutex // guards writes to readers
+
+	history      history
+	paddingShift uint16 // padding-only packets dropped so far; owned by the writer
+
+	requester         atomic.Pointer[KeyframeRequester]
+	lastRequestNanos  atomic.Int64
+	requestAnswered   atomic.Bool
+	lastKeyframeNanos atomic.Int64
+
+	// Counters, read by metrics.
+	packets            atomic.Uint64
+	bytes              atomic.Uint64
+	keyframes          atomic.Uint64
+	keyframeRequests   atomic.Uint64 // asked for by readers
+	keyframeRequestsTx atomic.Uint64 // forwarded to the publisher
+
+	// bitrate over the last full window, bits per second; maintained by the writer.
+	windowStartNanos int64
+	windowBytes      uint64
+	bitrate          atomic.Uint64
+	lastPacketNanos  atomic.Int64
+}
+
+func newLayer(t *Track, rid string) *Layer {
+	l := &Layer{track: t, rid: rid}
+	l.readers.Store(&[]*Reader{})
+	l.requestAnswered.Store(true)
+	return l
+}
+
+// RID is the layer's RTP stream ID ("" for a track without simulcast).
+func (l *Layer) RID() string { return l.rid }
+
+// Track is the track the layer belongs to.
+func (l *Layer) Track() *Track { return l.track }
+
+// Bitrate is the layer's bitrate in bits per second over the last second of packets.
+func (l *Layer) Bitrate() uint64 {
+	if time.Now().UnixNano()-l.lastPacketNanos.Load() > int64(2*time.Second) {
+		return 0
+	}
+	return l.bitrate.Load()
+}
+
+// SetKeyframeRequester sets how keyframes are asked of the layer's current publisher.
+func (l *Layer) SetKeyframeRequester(fn KeyframeRequester) {
+	if fn == nil {
+		l.requester.Store(nil)
+		return
+	}
+	l.requester.Store(&fn)
+}
+
+// WritePacket hands p to every reader of the layer. It is called by one ingest goroutine per layer,
+// never blocks, and takes ownership of p: p must not be changed afterwards.
+func (l *Layer) WritePacket(p *Packet) {
+	if len(p.Payload) == 0 {
+		// A padding-only packet (bandwidth probing) carries nothing for readers. Later packets are
+		// renumbered so readers see no gap where it was.
+		l.paddingShift++
+		return
+	}
+	p.Header.SequenceNumber -= l.paddingShift
+	now := time.Now().UnixNano()
+	p.Layer = l
+	p.ArrivalNanos = now
+	p.Header.Extension = false
+	p.Header.Extensions = nil
+	p.Header.ExtensionProfile = 0
+	p.Header.Padding = false
+	p.Header.PaddingSize = 0
+	p.Keyframe = keyframeStart(l.track.codec.MimeType, p.Payload)
+
+	size := uint64(len(p.Payload) + 12)
+	l.packets.Add(1)
+	l.bytes.Add(size)
+	hs := &l.track.stream.hub.stats
+	hs.PacketsIn.Add(1)
+	hs.BytesIn.Add(size)
+	l.lastPacketNanos.Store(now)
+	l.windowBytes += size
+	if elapsed := now - l.windowStartNanos; elapsed >= int64(time.Second) {
+		if l.windowStartNanos != 0 {
+			l.bitrate.Store(l.windowBytes * 8 * uint64(time.Second) / uint64(elapsed))
+		}
+		l.windowStartNanos, l.windowBytes = now, 0
+	}
+	if p.Keyframe && l.track.kind == KindVideo {
+		l.keyframes.Add(1)
+		l.lastKeyframeNanos.Store(now)
+		l.requestAnswered.Store(true)
+	}
+
+	l.history.put(p)
+	for _, r := range *l.readers.Load() {
+		r.push(p)
+	}
+}
+
+// RequestKeyframe asks the publisher for a keyframe on behalf of a reader. Requests are coalesced:
+// see keyframeRequestMinInterval.
+func (l *Layer) RequestKeyframe() {
+	if l.track.kind != KindVideo {
+		return
+	}
+	l.keyframeRequests.Add(1)
+	l.track.stream.hub.stats.KeyframeRequests.Add(1)
+	now := time.Now().UnixNano()
+	last := l.lastRequestNanos.Load()
+	since := time.Duration(now - last)
+	if since < keyframeRequestMinInterval || (!l.requestAnswered.Load() && since < keyframeRequestRetry) {
+		return
+	}
+	if !l.lastRequestNanos.CompareAndSwap(last, now) {
+		return // another reader just sent one
+	}
+	l.requestAnswered.Store(false)
+	l.keyframeRequestsTx.Add(1)
+	l.track.stream.hub.stats.KeyframeRequestsSent.Add(1)
+	if fn := l.requester.Load(); fn != nil {
+		(*fn)()
+	}
+}
+
+// Retransmission returns the packet of the source SSRC ssrc with sequence number seq from the
+// layer's shared history, or nil.
+func (l *Layer) Retransmission(ssrc uint32, seq uint16) *Packet {
+	return l.history.get(ssrc, seq)
+}
+
+func (l *Layer) addReader(r *Reader) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := *l.readers.Load()
+	next := make([]*Reader, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, r)
+	l.readers.Store(&next)
+}
+
+func (l *Layer) removeReader(r *Reader) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := *l.readers.Load()
+	next := make([]*Reader, 0, len(old))
+	for _, x := range old {
+		if x != r {
+			next = append(next, x)
+		}
+	}
+	l.readers.Store(&next)
+}
+
+// ReaderCount is the number of readers attached to the layer.
+func (l *Layer) ReaderCount() int { return len(*l.readers.Load()) }
+
+// LayerStats are a layer's counters.
+type LayerStats struct {
+	RID                  string
+	Packets, Bytes       uint64
+	Keyframes            uint64
+	KeyframeRequests     uint64
+	KeyframeRequestsSent uint64
+	BitrateBitsPerSecond uint64
+	Readers              int
+}
+
+// Stats returns the layer's counters.
+func (l *Layer) Stats() LayerStats {
+	return LayerStats{
+		RID:                  l.rid,
+		Packets:              l.packets.Load(),
+		Bytes:                l.bytes.Load(),
+		Keyframes:            l.keyframes.Load(),
+		KeyframeRequests:     l.keyframeRequests.Load(),
+		KeyframeRequestsSent: l.keyframeRequestsTx.Load(),
+		BitrateBitsPerSecond: l.Bitrate(),
+		Readers:              l.ReaderCount(),
+	}
+}

@@ -1,0 +1,154 @@
+package hub
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultReaderQueue is the default bound of a reader's queue, in packets: about half a second of
+// 2 Mbps video.
+const DefaultReaderQueue = 256
+
+// Entry is one packet as delivered to a reader.
+type Entry struct {
+	Packet *Packet
+	// Resync is set on the keyframe that resumes a reader after it lost packets, or that switches
+	// it to another layer: outputs renumber from here so the loss leaves no sequence gap.
+	Resync bool
+}
+
+// Reader receives the packets of one track, from one layer at a time, through a bounded queue. The
+// writer never waits for it: when the queue is full the packet is dropped, counted, and the reader
+// skips to the next keyframe.
+type Reader struct {
+	track *Track
+	queue chan Entry
+	done  chan struct{}
+
+	current atomic.Pointer[Layer] // the layer being delivered
+	pending atomic.Pointer[Layer] // a layer to switch to on its next keyframe
+
+	needKeyframe atomic.Bool
+	dropped      atomic.Uint64
+	delivered    atomic.Uint64
+
+	closeOnce  sync.Once
+	mu         sync.Mutex // guards subscribed
+	subscribed []*Layer
+}
+
+// C delivers the reader's packets.
+func (r *Reader) C() <-chan Entry { return r.queue }
+
+// Done is closed when the stream ends or the reader is closed.
+func (r *Reader) Done() <-chan struct{} { return r.done }
+
+// Track is the track being read.
+func (r *Reader) Track() *Track { return r.track }
+
+// Layer is the layer currently delivered.
+func (r *Reader) Layer() *Layer { return r.current.Load() }
+
+// Dropped is the number of packets this reader lost because it fell behind.
+func (r *Reader) Dropped() uint64 { return r.dropped.Load() }
+
+// Delivered is the number of packets queued to this reader.
+func (r *Reader) Delivered() uint64 { return r.delivered.Load() }
+
+// push runs on the writer's goroutine and never blocks.
+func (r *Reader) push(p *Packet) {
+	resync := false
+	if l := p.Layer; l != r.current.Load() {
+		if l != r.pending.Load() || !p.Keyframe {
+			return
+		}
+		// Switch on the target layer's keyframe. The reader's own goroutine unsubscribes from the
+		// old layer when it sees the switch.
+		r.current.Store(l)
+		r.pending.CompareAndSwap(l, nil)
+		r.needKeyframe.Store(false)
+		resync = true
+	} else if r.needKeyframe.Load() {
+		if !p.Keyframe {
+			r.drop(p)
+			return
+		}
+		r.needKeyframe.Store(false)
+		resync = true
+	}
+	select {
+	case r.queue <- Entry{Packet: p, Resync: resync}:
+		r.delivered.Add(1)
+	default:
+		r.drop(p)
+		if r.track.kind == KindVideo {
+			r.needKeyframe.Store(true)
+			p.Layer.RequestKeyframe()
+		}
+	}
+}
+
+// SwitchLayer makes the reader move to layer l at l's next keyframe (at once if it has nothing yet).
+func (r *Reader) SwitchLayer(l *Layer) {
+	if l == nil || l.track != r.track || l == r.current.Load() {
+		r.pending.Store(nil)
+		return
+	}
+	r.subscribe(l)
+	r.pending.Store(l)
+	l.RequestKeyframe()
+}
+
+// Unsubscribe detaches the reader from every layer other than the one it currently reads. Outputs
+// call it after a switch (an Entry whose packet comes from a new layer).
+func (r *Reader) Unsubscribe() {
+	cur, pend := r.current.Load(), r.pending.Load()
+	r.mu.Lock()
+	keep := r.subscribed[:0]
+	var drop []*Layer
+	for _, l := range r.subscribed {
+		if l == cur || l == pend {
+			keep = append(keep, l)
+		} else {
+			drop = append(drop, l)
+		}
+	}
+	r.subscribed = keep
+	r.mu.Unlock()
+	for _, l := range drop {
+		l.removeReader(r)
+	}
+}
+
+func (r *Reader) subscribe(l *Layer) {
+	r.mu.Lock()
+	for _, x := range r.subscribed {
+		if x == l {
+			r.mu.Unlock()
+			return
+		}
+	}
+	r.subscribed = append(r.subscribed, l)
+	r.mu.Unlock()
+	l.addReader(r)
+}
+
+// Close detaches the reader. Packets already queued stay readable; nothing more arrives.
+func (r *Reader) Close() {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		layers := r.subscribed
+		r.subscribed = nil
+		r.mu.Unlock()
+		for _, l := range layers {
+			l.removeReader(r)
+		}
+		r.track.removeReader(r)
+		close(r.done)
+	})
+}
+
+func (r *Reader) drop(p *Packet) {
+	r.dropped.Add(1)
+	p.Layer.track.stream.hub.stats.ReaderDrops.Add(1)
+}

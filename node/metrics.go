@@ -1,0 +1,43 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/streamfleet/streamfleet/node/hub"
+	"github.com/streamfleet/streamfleet/node/webrtcserver"
+)
+
+// newRegistry builds the node's Prometheus registry. Every figure is read from the components'
+// own counters at scrape time, so the hot path only bumps atomics.
+func newRegistry(id string, role Role, h *hub.Hub, w *webrtcserver.Server) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	labels := prometheus.Labels{"node": id, "role": string(role)}
+	counter := func(name, help string, f func() uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "streamfleet", Name: name, Help: help, ConstLabels: labels,
+		}, func() float64 { return float64(f()) }))
+	}
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "streamfleet", Name: name, Help: help, ConstLabels: labels,
+		}, f))
+	}
+	hs, ws := h.Stats(), w.Stats()
+	gauge("streams", "Streams on the node, live or waiting for their publisher.", func() float64 { return float64(len(h.Streams())) })
+	gauge("whip_sessions", "Open WHIP (publisher) sessions.", func() float64 { return float64(ws.WHIPSessions.Load()) })
+	gauge("whep_sessions", "Open WHEP (viewer) sessions.", func() float64 { return float64(ws.WHEPSessions.Load()) })
+	counter("ingest_packets_total", "RTP packets received from publishers.", hs.PacketsIn.Load)
+	counter("ingest_bytes_total", "RTP bytes received from publishers.", hs.BytesIn.Load)
+	counter("reader_drops_total", "Packets readers lost because they fell behind.", hs.ReaderDrops.Load)
+	counter("keyframe_requests_total", "Keyframe requests made by readers, before coalescing.", hs.KeyframeRequests.Load)
+	counter("keyframe_requests_sent_total", "Keyframe requests sent to publishers, after coalescing.", hs.KeyframeRequestsSent.Load)
+	counter("webrtc_packets_out_total", "RTP packets sent to WHEP viewers.", ws.PacketsOut.Load)
+	counter("webrtc_bytes_out_total", "RTP bytes sent to WHEP viewers.", ws.BytesOut.Load)
+	counter("webrtc_retransmissions_total", "Packets resent to viewers from the shared history after a NACK.", ws.Retransmissions.Load)
+	counter("webrtc_sessions_rejected_total", "WHIP and WHEP requests refused with an error.", ws.SessionsRejected.Load)
+	counter("webrtc_sessions_timed_out_total", "Sessions closed because the peer never connected.", ws.SessionsTimedOut.Load)
+	counter("webrtc_keyframe_requests_in_total", "PLI and FIR received from viewers.", ws.KeyframeRequestsIn.Load)
+	return reg
+}

@@ -1,0 +1,131 @@
+// Package node is one streamfleet media node: the stream hub and the protocol front ends around
+// it, served over HTTP (pages, WHIP, WHEP, health, metrics) and UDP (ICE).
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/streamfleet/streamfleet/node/hub"
+	"github.com/streamfleet/streamfleet/node/webrtcserver"
+	"github.com/streamfleet/streamfleet/web"
+)
+
+// Node is a running media node.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	hub    *hub.Hub
+	webrtc *webrtcserver.Server
+	mux    *http.ServeMux
+
+	listener net.Listener
+	server   *http.Server
+	serveErr chan error
+	started  time.Time
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg and builds the node; nothing listens until Start, except the ICE UDP port.
+func New(cfg Config, log *slog.Logger) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("node", cfg.ID)
+	h := hub.New(hub.Config{Grace: cfg.Grace}, log)
+	w, err := webrtcserver.New(cfg.WebRTC, h, log)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, hub: h, webrtc: w, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
+	w.Register(n.mux)
+	n.mux.Handle("GET /metrics", promhttp.HandlerFor(newRegistry(cfg.ID, cfg.Role, h, w), promhttp.HandlerOpts{}))
+	n.mux.HandleFunc("GET /healthz", n.handleHealth)
+	n.mux.Handle("/", web.Handler())
+	return n, nil
+}
+
+// Start listens on the HTTP address and serves in the background.
+func (n *Node) Start(ctx context.Context) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen http %s: %w", n.cfg.HTTPAddr, err)
+	}
+	n.listener = ln
+	n.started = time.Now()
+	n.server = &http.Server{
+		Handler:           n.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.serveErr <- err
+		}
+		close(n.serveErr)
+	}()
+	n.log.Info("node serving", "role", n.cfg.Role, "http", n.HTTPURL(), "ice_udp", n.webrtc.ICEUDPAddr().String())
+	return nil
+}
+
+// HTTPURL is the base URL of the node's HTTP server, such as http://127.0.0.1:8080.
+func (n *Node) HTTPURL() string {
+	if n.listener == nil {
+		return ""
+	}
+	return "http://" + n.listener.Addr().String()
+}
+
+// ICEUDPAddr is the UDP address every WebRTC session uses.
+func (n *Node) ICEUDPAddr() net.Addr { return n.webrtc.ICEUDPAddr() }
+
+// Hub is the node's stream hub.
+func (n *Node) Hub() *hub.Hub { return n.hub }
+
+// WebRTC is the node's WHIP/WHEP server.
+func (n *Node) WebRTC() *webrtcserver.Server { return n.webrtc }
+
+// Err delivers an error if the HTTP server stops on its own.
+func (n *Node) Err() <-chan error { return n.serveErr }
+
+func (n *Node) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"status":"ok","node":%q,"role":%q,"streams":%d,"uptime_seconds":%d}`+"\n",
+		n.cfg.ID, n.cfg.Role, len(n.hub.Streams()), int(time.Since(n.started).Seconds()))
+}
+
+// Close stops accepting requests, ends every session and stream, and waits for the node's
+// goroutines, within the configured shutdown timeout.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		defer cancel()
+		var errs []error
+		if n.server != nil {
+			if err := n.server.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("shutdown http: %w", err))
+			}
+		}
+		n.hub.Close()
+		if err := n.webrtc.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}

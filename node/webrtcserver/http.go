@@ -1,0 +1,213 @@
+package webrtcserver
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/streamfleet/streamfleet/internal/streamname"
+)
+
+// Register adds the WHIP and WHEP routes to mux:
+//
+//	POST /whip/{stream}     publish; 201 with the answer and a Location
+//	POST /whep/{stream}     play; 201 with the answer and a Location
+//	PATCH /sessions/{id}    trickle ICE (application/trickle-ice-sdpfrag)
+//	DELETE /sessions/{id}   end a session
+//
+// and OPTIONS on each for CORS preflights.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /whip/{stream...}", s.handleWHIP)
+	mux.HandleFunc("POST /whep/{stream...}", s.handleWHEP)
+	mux.HandleFunc("OPTIONS /whip/{stream...}", s.handleOptions)
+	mux.HandleFunc("OPTIONS /whep/{stream...}", s.handleOptions)
+	mux.HandleFunc("PATCH /sessions/{id}", s.handlePatch)
+	mux.HandleFunc("DELETE /sessions/{id}", s.handleDelete)
+	mux.HandleFunc("OPTIONS /sessions/{id}", s.handleOptions)
+}
+
+func setCORS(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "POST, PATCH, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
+	h.Set("Access-Control-Expose-Headers", "Location, Link, ETag, Accept-Patch")
+}
+
+func (s *Server) handleOptions(w http.ResponseWriter, r *http.Request) {
+	setCORS(w)
+	w.Header().Set("Accept-Post", "application/sdp")
+	s.writeICEServers(w)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// writeICEServers announces the configured STUN/TURN servers as Link headers (RFC 9725 §4.6).
+func (s *Server) writeICEServers(w http.ResponseWriter) {
+	for _, srv := range s.cfg.ICEServers {
+		for _, u := range srv.URLs {
+			link := fmt.Sprintf(`<%s>; rel="ice-server"`, u)
+			if user, ok := srv.Credential.(string); ok && srv.Username != "" {
+				link += fmt.Sprintf(`; username=%q; credential=%q; credential-type="password"`, srv.Username, user)
+			}
+			w.Header().Add("Link", link)
+		}
+	}
+}
+
+// offer is a validated SDP offer from a WHIP or WHEP POST.
+type offer struct {
+	name   streamname.Name
+	sdp    string
+	parsed *sdp.SessionDescription
+}
+
+// readOffer checks everything about a POST that does not need a peer connection: the token, the
+// stream name, the content type, the body size and the SDP syntax.
+func (s *Server) readOffer(w http.ResponseWriter, r *http.Request, token string) (*offer, *apiError) {
+	if token != "" && !bearerMatches(r.Header.Get("Authorization"), token) {
+		return nil, errorf(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+	}
+	name, err := streamname.Parse(r.PathValue("stream"))
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "invalid_stream_name", err.Error())
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/sdp" {
+		return nil, errorf(http.StatusUnsupportedMediaType, "unsupported_content_type", "the offer must be sent as application/sdp")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxSDPBytes))
+	if err != nil {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "offer_too_large", fmt.Sprintf("the offer exceeds %d bytes", s.cfg.MaxSDPBytes))
+		}
+		return nil, errorf(http.StatusBadRequest, "bad_body", "could not read the offer")
+	}
+	parsed := &sdp.SessionDescription{}
+	if err := parsed.UnmarshalString(string(body)); err != nil {
+		return nil, errorf(http.StatusBadRequest, "malformed_sdp", "the offer is not valid SDP: "+err.Error())
+	}
+	media := 0
+	for _, md := range parsed.MediaDescriptions {
+		if k := md.MediaName.Media; k == "audio" || k == "video" {
+			media++
+		}
+	}
+	if media == 0 {
+		return nil, errorf(http.StatusBadRequest, "no_media", "the offer has no audio or video section")
+	}
+	return &offer{name: name, sdp: string(body), parsed: parsed}, nil
+}
+
+func bearerMatches(header, token string) bool {
+	got, ok := strings.CutPrefix(header, "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) == 1
+}
+
+// negotiate applies the offer, creates the answer and waits for ICE gathering (immediate with the
+// UDP mux and ICE lite).
+func negotiate(ctx context.Context, pc *webrtc.PeerConnection, o *offer, prepare func() error) (string, *apiError) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: o.sdp}); err != nil {
+		return "", errorf(http.StatusBadRequest, "bad_offer", "the offer could not be applied: "+err.Error())
+	}
+	if prepare != nil {
+		if err := prepare(); err != nil {
+			return "", errorf(http.StatusNotAcceptable, "unsupported_codec", err.Error())
+		}
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return "", errorf(http.StatusBadRequest, "bad_offer", "no answer can be made to the offer: "+err.Error())
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return "", errorf(http.StatusBadRequest, "bad_offer", "the answer could not be applied: "+err.Error())
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", errorf(http.StatusServiceUnavailable, "ice_gathering_timeout", "ICE gathering did not complete")
+	}
+	return pc.LocalDescription().SDP, nil
+}
+
+// writeAnswer sends 201 Created with the answer and the session's Location.
+func (s *Server) writeAnswer(w http.ResponseWriter, id, answer string) {
+	setCORS(w)
+	s.writeICEServers(w)
+	h := w.Header()
+	h.Set("Content-Type", "application/sdp")
+	h.Set("Location", "/sessions/"+id)
+	h.Set("ETag", `"`+id+`"`)
+	h.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(w, answer)
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	setCORS(w)
+	sess := s.lookup(r.PathValue("id"))
+	if sess == nil {
+		writeError(w, errorf(http.StatusNotFound, "session_not_found", "no such session"))
+		return
+	}
+	sess.close(true)
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
+	setCORS(w)
+	sess := s.lookup(r.PathValue("id"))
+	if sess == nil {
+		writeError(w, errorf(http.StatusNotFound, "session_not_found", "no such session"))
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/trickle-ice-sdpfrag" {
+		writeError(w, errorf(http.StatusUnsupportedMediaType, "unsupported_content_type", "trickle ICE must be sent as application/trickle-ice-sdpfrag"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxSDPBytes))
+	if err != nil {
+		writeError(w, errorf(http.StatusRequestEntityTooLarge, "fragment_too_large", "the fragment is too large"))
+		return
+	}
+	if err := sess.addCandidates(string(body)); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) {
+			writeError(w, ae)
+		} else {
+			writeError(w, errorf(http.StatusBadRequest, "bad_fragment", err.Error()))
+		}
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// addTrickleCandidates applies the candidates of an SDP fragment (RFC 8840) to pc. An ICE restart
+// (new credentials) is refused: the node is ICE lite and a client restarts by a new POST.
+func addTrickleCandidates(pc *webrtc.PeerConnection, frag string) error {
+	remote := pc.RemoteDescription()
+	for _, line := range strings.Split(frag, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "a=ice-ufrag:"):
+			if remote != nil && !strings.Contains(remote.SDP, line) {
+				return errorf(http.StatusUnprocessableEntity, "ice_restart_unsupported", "ICE restarts are not supported; start a new session")
+			}
+		case strings.HasPrefix(line, "a=candidate:"):
+			if err := pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: strings.TrimPrefix(line, "a=")}); err != nil {
+				return errorf(http.StatusBadRequest, "bad_candidate", err.Error())
+			}
+		}
+	}
+	return nil
+}

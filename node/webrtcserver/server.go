@@ -1,0 +1,212 @@
+// Package webrtcserver is a node's WebRTC front end: WHIP ingest and WHEP playback (RFC 9725) on
+// pion/webrtc, with every session on one UDP port. Ingest writes into the stream hub; playback
+// reads from it.
+package webrtcserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/streamfleet/streamfleet/node/hub"
+)
+
+// Server serves WHIP and WHEP sessions.
+type Server struct {
+	cfg Config
+	hub *hub.Hub
+	log *slog.Logger
+
+	udpConn net.PacketConn
+	udpMux  ice.UDPMux
+	ingest  *webrtc.API // for publishers: NACK generation, receiver reports, TWCC feedback
+	egress  *webrtc.API // for viewers: sender reports only; NACKs answered from the hub
+
+	mu       sync.Mutex
+	sessions map[string]session
+	closed   bool
+	wg       sync.WaitGroup // every session goroutine
+
+	stats Stats
+}
+
+// Stats are the server's counters.
+type Stats struct {
+	WHIPSessions       atomic.Int64
+	WHEPSessions       atomic.Int64
+	PacketsOut         atomic.Uint64
+	BytesOut           atomic.Uint64
+	Retransmissions    atomic.Uint64
+	SessionsRejected   atomic.Uint64
+	SessionsTimedOut   atomic.Uint64
+	KeyframeRequestsIn atomic.Uint64
+}
+
+// session is a WHIP or WHEP session, addressed by its Location.
+type session interface {
+	id() string
+	// addCandidates applies a trickle ICE fragment.
+	addCandidates(frag string) error
+	// close ends the session; stop is true when the client asked (DELETE).
+	close(stop bool)
+}
+
+// New listens on the ICE UDP address and prepares the WebRTC APIs.
+func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("webrtc config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	conn, err := net.ListenPacket("udp", cfg.ICEUDPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen ice udp %s: %w", cfg.ICEUDPAddr, err)
+	}
+	s := &Server{cfg: cfg, hub: h, log: log, udpConn: conn, sessions: map[string]session{}}
+	loggers := logging.NewDefaultLoggerFactory()
+	loggers.DefaultLogLevel = logging.LogLevelError
+	s.udpMux = webrtc.NewICEUDPMux(loggers.NewLogger("ice"), conn)
+
+	if s.ingest, err = s.newAPI(true); err == nil {
+		s.egress, err = s.newAPI(false)
+	}
+	if err != nil {
+		_ = s.udpMux.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) newAPI(ingest bool) (*webrtc.API, error) {
+	se := webrtc.SettingEngine{}
+	se.SetICEUDPMux(s.udpMux)
+	se.SetLite(true)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	se.SetICETimeouts(s.cfg.DisconnectedTimeout, s.cfg.FailedTimeout, s.cfg.DisconnectedTimeout/3)
+	// AES-GCM costs less than half of AES-CM-HMAC per packet; browsers offer it.
+	se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
+	if len(s.cfg.PublicIPs) > 0 {
+		se.SetNAT1To1IPs(s.cfg.PublicIPs, webrtc.ICECandidateTypeHost)
+	}
+	loggers := logging.NewDefaultLoggerFactory()
+	loggers.DefaultLogLevel = logging.LogLevelError
+	se.LoggerFactory = loggers
+
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m, ingest); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if ingest {
+		gen, err := nack.NewGeneratorInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("nack generator: %w", err)
+		}
+		ir.Add(gen)
+		rr, err := report.NewReceiverInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("receiver reports: %w", err)
+		}
+		ir.Add(rr)
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+			return nil, fmt.Errorf("simulcast header extensions: %w", err)
+		}
+		if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
+			return nil, fmt.Errorf("twcc: %w", err)
+		}
+	} else {
+		sr, err := report.NewSenderInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("sender reports: %w", err)
+		}
+		ir.Add(sr)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// ICEUDPAddr is the address the ICE UDP mux listens on.
+func (s *Server) ICEUDPAddr() net.Addr { return s.udpConn.LocalAddr() }
+
+// Stats returns the server's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+func (s *Server) add(sess session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.sessions[sess.id()] = sess
+	return true
+}
+
+func (s *Server) remove(sess session) {
+	s.mu.Lock()
+	if s.sessions[sess.id()] == sess {
+		delete(s.sessions, sess.id())
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) lookup(id string) session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[id]
+}
+
+// go runs fn as a session goroutine that Close waits for.
+func (s *Server) goSession(fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+}
+
+// Close ends every session, waits for their goroutines, and closes the UDP port.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	all := make([]session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		all = append(all, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range all {
+		sess.close(false)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("close webrtc sessions: %w", ctx.Err())
+	}
+	if cerr := s.udpMux.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,217 @@
+package webrtcserver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/streamfleet/streamfleet/node/hub"
+)
+
+// layerCheckInterval is how often a viewer's layer is reconsidered.
+const layerCheckInterval = time.Second
+
+// whepSession is one viewer.
+type whepSession struct {
+	s      *Server
+	sid    string
+	log    *slog.Logger
+	pc     *webrtc.PeerConnection
+	stream *hub.Stream
+	tracks []*viewerTrack // the bound ones
+
+	connected chan struct{}
+	done      chan struct{}
+	once      sync.Once
+	connOnce  sync.Once
+
+	mu     sync.Mutex // guards closed and the tracks' readers
+	closed bool
+}
+
+func (vs *whepSession) id() string { return vs.sid }
+
+func (s *Server) handleWHEP(w http.ResponseWriter, r *http.Request) {
+	setCORS(w)
+	vs, answer, aerr := s.startWHEP(r, w)
+	if aerr != nil {
+		s.stats.SessionsRejected.Add(1)
+		s.log.Debug("whep rejected", "stream", r.PathValue("stream"), "code", aerr.code, "reason", aerr.message)
+		writeError(w, aerr)
+		return
+	}
+	s.writeAnswer(w, vs.sid, answer)
+}
+
+func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter) (*whepSession, string, *apiError) {
+	o, aerr := s.readOffer(w, r, s.cfg.PlayToken)
+	if aerr != nil {
+		return nil, "", aerr
+	}
+	stream, err := s.hub.Stream(o.name)
+	if err != nil {
+		return nil, "", errorf(http.StatusNotFound, "stream_not_found", fmt.Sprintf("stream %s is not being published", o.name))
+	}
+	pc, err := s.egress.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
+	}
+	sid := newSessionID()
+	vs := &whepSession{
+		s: s, sid: sid, pc: pc, stream: stream,
+		log:       s.log.With("session", sid, "stream", o.name, "proto", "whep"),
+		connected: make(chan struct{}), done: make(chan struct{}),
+	}
+	var all []*viewerTrack
+	for _, t := range stream.Tracks() {
+		vt, err := newViewerTrack(s, t)
+		if err == nil {
+			vt.sender, err = pc.AddTrack(vt)
+		}
+		if err != nil {
+			_ = pc.Close()
+			return nil, "", errorf(http.StatusInternalServerError, "internal", "could not add a track: "+err.Error())
+		}
+		all = append(all, vt)
+	}
+	pc.OnConnectionStateChange(vs.onConnectionState)
+	answer, aerr := negotiate(r.Context(), pc, o, nil)
+	if aerr != nil {
+		_ = pc.Close()
+		return nil, "", aerr
+	}
+	for _, vt := range all {
+		if vt.bound.Load() {
+			vs.tracks = append(vs.tracks, vt)
+		}
+	}
+	if len(vs.tracks) == 0 {
+		_ = pc.Close()
+		return nil, "", errorf(http.StatusNotAcceptable, "no_common_codec",
+			fmt.Sprintf("the offer accepts none of the stream's codecs (%s)", codecList(stream)))
+	}
+	if !s.add(vs) {
+		_ = pc.Close()
+		return nil, "", errorf(http.StatusServiceUnavailable, "shutting_down", "the node is shutting down")
+	}
+	s.stats.WHEPSessions.Add(1)
+	s.goSession(vs.run)
+	return vs, answer, nil
+}
+
+func codecList(st *hub.Stream) string {
+	out := ""
+	for i, t := range st.Tracks() {
+		if i > 0 {
+			out += ", "
+		}
+		out += t.Codec().MimeType
+	}
+	return out
+}
+
+// run starts forwarding once the viewer is connected (packets written earlier would be lost with
+// the keyframe they start on), then follows the stream and the viewer's layer until the end.
+func (vs *whepSession) run() {
+	timeout := time.NewTimer(vs.s.cfg.ConnectTimeout)
+	defer timeout.Stop()
+	select {
+	case <-vs.connected:
+	case <-timeout.C:
+		vs.s.stats.SessionsTimedOut.Add(1)
+		vs.log.Info("viewer never connected: closing", "timeout", vs.s.cfg.ConnectTimeout)
+		vs.close(false)
+		return
+	case <-vs.done:
+		return
+	case <-vs.stream.Done():
+		vs.close(false)
+		return
+	}
+	vs.mu.Lock()
+	if vs.closed {
+		vs.mu.Unlock()
+		return
+	}
+	for _, vt := range vs.tracks {
+		vt.reader = vt.track.NewReader(vs.s.cfg.ReaderQueue)
+		vs.s.goSession(vt.forward)
+		vs.s.goSession(vt.readRTCP)
+	}
+	vs.mu.Unlock()
+	vs.log.Debug("viewer connected")
+	tick := time.NewTicker(layerCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-vs.done:
+			return
+		case <-vs.stream.Done():
+			vs.sayGoodbye()
+			vs.log.Info("stream ended: closing viewer")
+			vs.close(false)
+			return
+		case <-tick.C:
+			vs.selectLayers()
+		}
+	}
+}
+
+// selectLayers moves each video track to the best layer the stream has (ABR by viewer bandwidth
+// comes on top of this).
+func (vs *whepSession) selectLayers() {
+	for _, vt := range vs.tracks {
+		if vt.track.Kind() != hub.KindVideo || len(vt.track.Layers()) < 2 {
+			continue
+		}
+		best, cur := vt.track.BestLayer(), vt.reader.Layer()
+		if best != nil && best != cur && (cur == nil || best.Bitrate() > cur.Bitrate()+cur.Bitrate()/5) {
+			vt.reader.SwitchLayer(best)
+		}
+	}
+}
+
+// sayGoodbye tells the viewer the stream ended (RTCP BYE) before the connection closes.
+func (vs *whepSession) sayGoodbye() {
+	bye := &rtcp.Goodbye{Reason: "stream ended"}
+	for _, vt := range vs.tracks {
+		bye.Sources = append(bye.Sources, vt.ssrc)
+	}
+	_ = vs.pc.WriteRTCP([]rtcp.Packet{bye})
+}
+
+func (vs *whepSession) onConnectionState(state webrtc.PeerConnectionState) {
+	switch state {
+	case webrtc.PeerConnectionStateConnected:
+		vs.connOnce.Do(func() { close(vs.connected) })
+	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+		vs.s.goSession(func() { vs.close(false) })
+	}
+}
+
+func (vs *whepSession) addCandidates(frag string) error { return addTrickleCandidates(vs.pc, frag) }
+
+func (vs *whepSession) close(bool) {
+	vs.once.Do(func() {
+		vs.s.remove(vs)
+		vs.s.stats.WHEPSessions.Add(-1)
+		close(vs.done)
+		vs.mu.Lock()
+		vs.closed = true
+		for _, vt := range vs.tracks {
+			if vt.reader != nil {
+				vt.reader.Close()
+			}
+		}
+		vs.mu.Unlock()
+		if err := vs.pc.Close(); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
+			vs.log.Debug("close peer connection", "err", err)
+		}
+	})
+}

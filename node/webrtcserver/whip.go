@@ -1,0 +1,227 @@
+package webrtcserver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/streamfleet/streamfleet/node/hub"
+)
+
+// whipSession is one publisher.
+type whipSession struct {
+	s     *Server
+	sid   string
+	log   *slog.Logger
+	pc    *webrtc.PeerConnection
+	media []offeredMedia // the offer's m-lines, in hub track order
+
+	ready chan struct{} // closed once pub is set
+	pub   *hub.Publication
+
+	once      sync.Once
+	connected chan struct{}
+	timer     *time.Timer
+}
+
+func (ss *whipSession) id() string { return ss.sid }
+
+func (s *Server) handleWHIP(w http.ResponseWriter, r *http.Request) {
+	setCORS(w)
+	sess, answer, aerr := s.startWHIP(r, w)
+	if aerr != nil {
+		s.stats.SessionsRejected.Add(1)
+		s.log.Info("whip rejected", "stream", r.PathValue("stream"), "code", aerr.code, "reason", aerr.message)
+		writeError(w, aerr)
+		return
+	}
+	s.writeAnswer(w, sess.sid, answer)
+}
+
+func (s *Server) startWHIP(r *http.Request, w http.ResponseWriter) (*whipSession, string, *apiError) {
+	o, aerr := s.readOffer(w, r, s.cfg.PublishToken)
+	if aerr != nil {
+		return nil, "", aerr
+	}
+	media := chooseCodecs(o.parsed)
+	specs := make([]hub.TrackSpec, 0, len(media))
+	for i, m := range media {
+		if !m.ok {
+			return nil, "", errorf(http.StatusNotAcceptable, "unsupported_codec",
+				fmt.Sprintf("m-line %d (%s) offers no codec the node passes through (video: H264, VP8, VP9, AV1; audio: Opus)", i, m.kind))
+		}
+		specs = append(specs, hub.TrackSpec{Codec: m.codec.RTPCodecCapability})
+	}
+	if st, err := s.hub.Stream(o.name); err == nil && st.Live() {
+		return nil, "", errorf(http.StatusConflict, "stream_busy", fmt.Sprintf("stream %s is already being published", o.name))
+	}
+
+	pc, err := s.ingest.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
+	}
+	sid := newSessionID()
+	ss := &whipSession{
+		s: s, sid: sid, pc: pc, media: media,
+		log:   s.log.With("session", sid, "stream", o.name, "proto", "whip"),
+		ready: make(chan struct{}), connected: make(chan struct{}),
+	}
+	pc.OnTrack(ss.onTrack)
+	pc.OnConnectionStateChange(ss.onConnectionState)
+
+	answer, aerr := negotiate(r.Context(), pc, o, ss.preferCodecs)
+	if aerr != nil {
+		_ = pc.Close()
+		return nil, "", aerr
+	}
+	pub, err := s.hub.Publish(o.name, specs)
+	if err != nil {
+		_ = pc.Close()
+		if errors.Is(err, hub.ErrStreamBusy) {
+			return nil, "", errorf(http.StatusConflict, "stream_busy", err.Error())
+		}
+		return nil, "", errorf(http.StatusServiceUnavailable, "unavailable", err.Error())
+	}
+	ss.pub = pub
+	close(ss.ready)
+	if !s.add(ss) {
+		pub.End()
+		_ = pc.Close()
+		return nil, "", errorf(http.StatusServiceUnavailable, "shutting_down", "the node is shutting down")
+	}
+	s.stats.WHIPSessions.Add(1)
+	ss.timer = time.AfterFunc(s.cfg.ConnectTimeout, func() {
+		select {
+		case <-ss.connected:
+		default:
+			s.stats.SessionsTimedOut.Add(1)
+			ss.log.Info("publisher never connected: closing", "timeout", s.cfg.ConnectTimeout)
+			ss.close(false)
+		}
+	})
+	ss.log.Info("publisher joined", "tracks", len(specs))
+	return ss, answer, nil
+}
+
+// preferCodecs narrows every m-line of the answer to the one codec the node chose, so the track's
+// codec is known before the first packet.
+func (ss *whipSession) preferCodecs() error {
+	for _, tr := range ss.pc.GetTransceivers() {
+		m := ss.mediaFor(tr.Mid())
+		if m == nil {
+			continue
+		}
+		c := m.codec
+		for _, sc := range supportedCodecs(true) {
+			if strings.EqualFold(sc.MimeType, c.MimeType) {
+				c.RTCPFeedback = sc.RTCPFeedback
+				break
+			}
+		}
+		if err := tr.SetCodecPreferences([]webrtc.RTPCodecParameters{c}); err != nil {
+			return fmt.Errorf("codec %s: %w", c.MimeType, err)
+		}
+	}
+	return nil
+}
+
+func (ss *whipSession) mediaFor(mid string) *offeredMedia {
+	for i := range ss.media {
+		if ss.media[i].mid == mid {
+			return &ss.media[i]
+		}
+	}
+	return nil
+}
+
+func (ss *whipSession) trackFor(recv *webrtc.RTPReceiver) *hub.Track {
+	for _, tr := range ss.pc.GetTransceivers() {
+		if tr.Receiver() != recv {
+			continue
+		}
+		for i := range ss.media {
+			if ss.media[i].mid == tr.Mid() {
+				return ss.pub.Stream().Tracks()[i]
+			}
+		}
+	}
+	return nil
+}
+
+// onTrack runs on pion's goroutine for each incoming RTP stream (one per simulcast RID) and feeds
+// the hub until the session ends.
+func (ss *whipSession) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	<-ss.ready
+	ss.s.wg.Add(1)
+	defer ss.s.wg.Done()
+	track := ss.trackFor(recv)
+	if track == nil {
+		ss.log.Warn("media for an unknown m-line: ignored", "ssrc", remote.SSRC())
+		return
+	}
+	if !strings.EqualFold(remote.Codec().MimeType, track.Codec().MimeType) {
+		ss.log.Warn("publisher sent another codec than negotiated: ignored", "got", remote.Codec().MimeType, "want", track.Codec().MimeType)
+		return
+	}
+	layer := track.Layer(remote.RID())
+	ssrc := uint32(remote.SSRC())
+	layer.SetKeyframeRequester(func() {
+		_ = ss.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	})
+	ss.log.Info("track started", "kind", track.Kind(), "codec", track.Codec().MimeType, "rid", remote.RID(), "ssrc", ssrc)
+	var pkt rtp.Packet
+	for {
+		buf := make([]byte, 1500) // shared with every reader: one allocation per ingested packet
+		n, _, err := remote.Read(buf)
+		if err != nil {
+			return
+		}
+		if err := pkt.Unmarshal(buf[:n]); err != nil {
+			continue
+		}
+		layer.WritePacket(&hub.Packet{Header: pkt.Header, Payload: pkt.Payload})
+	}
+}
+
+func (ss *whipSession) onConnectionState(state webrtc.PeerConnectionState) {
+	switch state {
+	case webrtc.PeerConnectionStateConnected:
+		select {
+		case <-ss.connected:
+		default:
+			close(ss.connected)
+			ss.log.Info("publisher connected")
+		}
+	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+		ss.s.goSession(func() { ss.close(false) })
+	}
+}
+
+func (ss *whipSession) addCandidates(frag string) error { return addTrickleCandidates(ss.pc, frag) }
+
+// close ends the session. A publisher that asked to stop (DELETE) ends its stream at once; one
+// that vanished leaves it waiting for the grace period.
+func (ss *whipSession) close(stop bool) {
+	ss.once.Do(func() {
+		ss.s.remove(ss)
+		ss.s.stats.WHIPSessions.Add(-1)
+		if ss.timer != nil {
+			ss.timer.Stop()
+		}
+		if stop {
+			ss.pub.End()
+		} else {
+			ss.pub.Close()
+		}
+		_ = ss.pc.Close()
+		ss.log.Info("publisher left", "stopped", stop)
+	})
+}
