@@ -94,6 +94,9 @@ func (n *Node) HTTPURL() string {
 // ICEUDPAddr is the UDP address every WebRTC session uses.
 func (n *Node) ICEUDPAddr() net.Addr { return n.webrtc.ICEUDPAddr() }
 
+// Handler is the node's HTTP handler, for serving it in-process.
+func (n *Node) Handler() http.Handler { return n.mux }
+
 // Hub is the node's stream hub.
 func (n *Node) Hub() *hub.Hub { return n.hub }
 

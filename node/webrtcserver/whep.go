@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -29,6 +30,7 @@ type whepSession struct {
 	connected chan struct{}
 	done      chan struct{}
 	once      sync.Once
+	added     atomic.Bool // registered with the server; before that, failures are the handler's
 	connOnce  sync.Once
 
 	mu     sync.Mutex // guards closed and the tracks' readers
@@ -101,6 +103,7 @@ func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter) (*whepSession
 		return nil, "", errorf(http.StatusServiceUnavailable, "shutting_down", "the node is shutting down")
 	}
 	s.stats.WHEPSessions.Add(1)
+	vs.added.Store(true)
 	s.goSession(vs.run)
 	return vs, answer, nil
 }
@@ -191,7 +194,9 @@ func (vs *whepSession) onConnectionState(state webrtc.PeerConnectionState) {
 	case webrtc.PeerConnectionStateConnected:
 		vs.connOnce.Do(func() { close(vs.connected) })
 	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-		vs.s.goSession(func() { vs.close(false) })
+		if vs.added.Load() {
+			vs.s.goSession(func() { vs.close(false) })
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -28,8 +29,8 @@ type whipSession struct {
 	pub   *hub.Publication
 
 	once      sync.Once
+	added     atomic.Bool // registered with the server; before that, failures are the handler's
 	connected chan struct{}
-	timer     *time.Timer
 }
 
 func (ss *whipSession) id() string { return ss.sid }
@@ -98,13 +99,15 @@ func (s *Server) startWHIP(r *http.Request, w http.ResponseWriter) (*whipSession
 		return nil, "", errorf(http.StatusServiceUnavailable, "shutting_down", "the node is shutting down")
 	}
 	s.stats.WHIPSessions.Add(1)
-	ss.timer = time.AfterFunc(s.cfg.ConnectTimeout, func() {
+	ss.added.Store(true)
+	// The timer is not stopped on close: firing on a closed session does nothing.
+	time.AfterFunc(s.cfg.ConnectTimeout, func() {
 		select {
 		case <-ss.connected:
 		default:
 			s.stats.SessionsTimedOut.Add(1)
 			ss.log.Info("publisher never connected: closing", "timeout", s.cfg.ConnectTimeout)
-			ss.close(false)
+			ss.close(true) // nothing was ever published: no grace to wait for
 		}
 	})
 	ss.log.Info("publisher joined", "tracks", len(specs))
@@ -201,7 +204,9 @@ func (ss *whipSession) onConnectionState(state webrtc.PeerConnectionState) {
 			ss.log.Info("publisher connected")
 		}
 	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-		ss.s.goSession(func() { ss.close(false) })
+		if ss.added.Load() {
+			ss.s.goSession(func() { ss.close(false) })
+		}
 	}
 }
 
@@ -213,9 +218,6 @@ func (ss *whipSession) close(stop bool) {
 	ss.once.Do(func() {
 		ss.s.remove(ss)
 		ss.s.stats.WHIPSessions.Add(-1)
-		if ss.timer != nil {
-			ss.timer.Stop()
-		}
 		if stop {
 			ss.pub.End()
 		} else {
