@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/streamfleet/streamfleet/internal/loadtest"
+)
+
+// runLoadtest is the loadtest subcommand: flags to loadtest.Config, Run, report to stdout (and to
+// a JSON file with --json). It fails when any subscriber failed, after printing the report.
+func runLoadtest(ctx context.Context, args []string) error {
+	cfg := loadtest.DefaultConfig()
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: streamfleet loadtest [flags]\n\n"+
+			"Publishes synthetic H264 + Opus over WHIP and plays it with N WHEP subscribers,\n"+
+			"reporting time to first frame, delay, loss, and the CPU and memory of --pid processes.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.Server, "server", cfg.Server, "base `URL` of the server (WHIP at /whip/{stream}, WHEP at /whep/{stream})")
+	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "stream `name`")
+	fs.StringVar(&cfg.Token, "token", "", "bearer `token` sent with every WHIP/WHEP request")
+	fs.Var(&cfg.VideoBitrate, "bitrate", "video `bitrate`, e.g. 600k or 2M")
+	fs.IntVar(&cfg.Subscribers, "subscribers", cfg.Subscribers, "number of WHEP subscribers")
+	fs.Float64Var(&cfg.RampPerSecond, "ramp", cfg.RampPerSecond, "subscribers started per second")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "wait after the ramp before measuring")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of the measurement window")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "per-session limit for HTTP, ICE and DTLS setup")
+	fs.BoolVar(&cfg.NoPublish, "no-publish", false, "only subscribe, to an existing stream")
+	fs.BoolVar(&cfg.ReceiverReports, "receiver-reports", false, "subscribers send RTCP receiver reports")
+	var pids pidList
+	fs.Var(&pids, "pid", "server process `pid` to sample CPU and memory of (repeatable, or a comma list)")
+	jsonPath := fs.String("json", "", "also write the report as JSON to `file`")
+	verbose := fs.Bool("v", false, "log every subscriber failure and debug details")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	cfg.PIDs = pids
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	report, err := loadtest.Run(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := report.WriteText(os.Stdout); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if *jsonPath != "" {
+		data, err := json.MarshalIndent(report, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode report: %w", err)
+		}
+		if err := os.WriteFile(*jsonPath, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	if n := report.Subscribers.Failed; n > 0 {
+		return fmt.Errorf("%d of %d subscribers failed to connect", n, report.Subscribers.Requested)
+	}
+	return nil
+}
+
+// pidList is a repeatable flag of process IDs that also takes comma-separated lists; repeats are
+// dropped.
+type pidList []int
+
+func (p *pidList) String() string {
+	if p == nil {
+		return ""
+	}
+	s := make([]string, len(*p))
+	for i, pid := range *p {
+		s[i] = strconv.Itoa(pid)
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *pidList) Set(v string) error {
+	for f := range strings.SplitSeq(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		pid, err := strconv.Atoi(f)
+		if err != nil || pid <= 0 {
+			return errors.New("want a positive process ID")
+		}
+		if !slices.Contains(*p, pid) {
+			*p = append(*p, pid)
+		}
+	}
+	return nil
+}

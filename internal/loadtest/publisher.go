@@ -1,0 +1,243 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// publisher is the WHIP publisher: one sendonly PeerConnection carrying the synthetic H264 and Opus
+// tracks, paced in real time, answering PLI and FIR with a keyframe on the next frame.
+type publisher struct {
+	log          *slog.Logger
+	sig          *signaler
+	pc           *webrtc.PeerConnection
+	video, audio *webrtc.TrackLocalStaticRTP
+	bitrate      Bitrate
+	location     string
+
+	wantKeyframe atomic.Bool
+	counters     publisherCounters
+	failed       atomic.Bool // the connection failed after it was up
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// publisherCounters are updated by the send and RTCP loops and read at any time.
+type publisherCounters struct {
+	videoPackets, videoBytes, audioPackets atomic.Uint64
+	keyframes, keyframeRequests            atomic.Uint64
+	writeErrors                            atomic.Uint64
+}
+
+// startPublisher connects to the WHIP endpoint of cfg and starts sending. The caller must Close it.
+func startPublisher(ctx context.Context, cfg Config, api *webrtc.API, sig *signaler, log *slog.Logger) (*publisher, error) {
+	p := &publisher{log: log, sig: sig, bitrate: cfg.VideoBitrate}
+	var err error
+	if p.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return nil, fmt.Errorf("new publisher peer connection: %w", err)
+	}
+	if p.video, err = webrtc.NewTrackLocalStaticRTP(h264Codec, "video", "streamfleet-loadtest"); err != nil {
+		return nil, errors.Join(fmt.Errorf("new video track: %w", err), p.pc.Close())
+	}
+	if p.audio, err = webrtc.NewTrackLocalStaticRTP(opusCodec, "audio", "streamfleet-loadtest"); err != nil {
+		return nil, errors.Join(fmt.Errorf("new audio track: %w", err), p.pc.Close())
+	}
+	sendonly := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}
+	var senders [2]*webrtc.RTPSender
+	for i, track := range []webrtc.TrackLocal{p.video, p.audio} {
+		tr, err := p.pc.AddTransceiverFromTrack(track, sendonly)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("add %s transceiver: %w", track.Kind(), err), p.pc.Close())
+		}
+		senders[i] = tr.Sender()
+	}
+	watch := watchState(p.pc, func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateFailed && !p.failed.Swap(true) {
+			log.Error("publisher connection failed")
+		}
+	})
+
+	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	n, err := connect(cctx, p.pc, watch, sig, cfg.endpoint("whip"), nil)
+	cancel()
+	p.location = n.location
+	if err != nil {
+		p.teardown(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("publish to %s: %w", cfg.endpoint("whip"), err)
+	}
+	log.Info("publisher connected", "setup", n.connected.Sub(n.postedAt).Round(time.Millisecond),
+		"session", n.location)
+
+	sendCtx, stop := context.WithCancel(context.Background())
+	p.cancel = stop
+	p.wg.Add(4)
+	go p.readRTCP(senders[0], true)
+	go p.readRTCP(senders[1], false)
+	go p.sendVideo(sendCtx)
+	go p.sendAudio(sendCtx)
+	return p, nil
+}
+
+// Close stops sending, DELETEs the WHIP session and closes the PeerConnection, waiting for every
+// goroutine the publisher started.
+func (p *publisher) Close(ctx context.Context) {
+	p.cancel()
+	p.teardown(ctx)
+	p.wg.Wait()
+}
+
+func (p *publisher) teardown(ctx context.Context) {
+	if err := p.sig.remove(ctx, p.location); err != nil {
+		p.log.Warn("end WHIP session", "err", err)
+	}
+	if err := p.pc.GracefulClose(); err != nil {
+		p.log.Warn("close publisher peer connection", "err", err)
+	}
+}
+
+// pace calls send(n) for frame n at start+n*interval until ctx ends. A loop more than a second
+// behind (a starved machine) skips ahead instead of bursting the backlog.
+func pace(ctx context.Context, interval time.Duration, send func(n int)) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	start := time.Now()
+	for n := 0; ; n++ {
+		due := start.Add(time.Duration(n) * interval)
+		wait := time.Until(due)
+		if wait < -time.Second {
+			n += int(-wait / interval)
+			wait = 0
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+		} else if ctx.Err() != nil {
+			return
+		}
+		send(n)
+	}
+}
+
+// sendVideo sends the synthetic H264 at VideoFPS: RTP timestamps advance 90 kHz / VideoFPS per
+// frame, the marker bit is set on each frame's last packet, and every stampable payload gets the
+// send time just before it is written.
+func (p *publisher) sendVideo(ctx context.Context) {
+	defer p.wg.Done()
+	gen := newH264Generator(p.bitrate, VideoFPS, int(GOPDuration*VideoFPS/time.Second), 1)
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: ptH264}}
+	seq, ts0 := uint16(rand.Uint32()), rand.Uint32()
+	pace(ctx, time.Second/VideoFPS, func(n int) {
+		payloads, key := gen.nextFrame(p.wantKeyframe.Swap(false))
+		if key {
+			p.counters.keyframes.Add(1)
+		}
+		seq = writeFrame(p.video.WriteRTP, &pkt, payloads, seq, ts0+uint32(n*90_000/VideoFPS), true, h264Stampable,
+			&p.counters)
+		for _, payload := range payloads {
+			p.counters.videoBytes.Add(uint64(len(payload)))
+		}
+		p.counters.videoPackets.Add(uint64(len(payloads)))
+	})
+}
+
+// sendAudio sends one Opus packet every 20 ms with a 48 kHz timestamp. The audio never pauses, so
+// only the first packet starts a talkspurt and has the marker bit (RFC 7587 4.1).
+func (p *publisher) sendAudio(ctx context.Context) {
+	defer p.wg.Done()
+	payloads := [][]byte{newOpusPayload(2)}
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: ptOpus}}
+	seq, ts0 := uint16(rand.Uint32()), rand.Uint32()
+	pace(ctx, opusFrameDuration, func(n int) {
+		seq = writeFrame(p.audio.WriteRTP, &pkt, payloads, seq, ts0+uint32(n*opusFrameSamples), n == 0, opusStampable,
+			&p.counters)
+		p.counters.audioPackets.Add(1)
+	})
+}
+
+// writeFrame writes the payloads of one frame as packets with consecutive sequence numbers from
+// seq and timestamp ts, with the marker bit on the last when markLast is set, stamping each payload
+// that stampable accepts with the time just before it is written. It returns the next sequence
+// number.
+func writeFrame(write func(*rtp.Packet) error, pkt *rtp.Packet, payloads [][]byte, seq uint16, ts uint32,
+	markLast bool, stampable func([]byte) bool, c *publisherCounters,
+) uint16 {
+	pkt.Timestamp = ts
+	for i, payload := range payloads {
+		pkt.SequenceNumber = seq
+		seq++
+		pkt.Marker = markLast && i == len(payloads)-1
+		pkt.Payload = payload
+		if stampable(payload) {
+			writeStamp(payload, time.Now().UnixNano())
+		}
+		if err := write(pkt); err != nil {
+			c.writeErrors.Add(1)
+		}
+	}
+	return seq
+}
+
+func opusStampable(payload []byte) bool { return len(payload) >= minStampedPayload }
+
+// readRTCP drains a sender's RTCP, which also feeds pion's interceptors, and turns PLI and FIR on
+// the video sender into a keyframe on the next frame.
+func (p *publisher) readRTCP(sender *webrtc.RTPSender, video bool) {
+	defer p.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := sender.Read(buf)
+		if err != nil {
+			return
+		}
+		if !video {
+			continue
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, pkt := range pkts {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				p.counters.keyframeRequests.Add(1)
+				p.wantKeyframe.Store(true)
+			}
+		}
+	}
+}
+
+// publisherSnapshot is a copy of the publisher's counters at one instant.
+type publisherSnapshot struct {
+	at                                     time.Time
+	videoPackets, videoBytes, audioPackets uint64
+	keyframes, keyframeRequests            uint64
+	writeErrors                            uint64
+}
+
+func (p *publisher) snapshot() publisherSnapshot {
+	c := &p.counters
+	return publisherSnapshot{
+		at:               time.Now(),
+		videoPackets:     c.videoPackets.Load(),
+		videoBytes:       c.videoBytes.Load(),
+		audioPackets:     c.audioPackets.Load(),
+		keyframes:        c.keyframes.Load(),
+		keyframeRequests: c.keyframeRequests.Load(),
+		writeErrors:      c.writeErrors.Load(),
+	}
+}

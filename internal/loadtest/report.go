@@ -1,0 +1,190 @@
+package loadtest
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Report is the result of a Run. Durations are in milliseconds, rates in bits per second, memory
+// in bytes, CPU in seconds or cores (CPU seconds per wall-clock second).
+type Report struct {
+	Server        string    `json:"server"`
+	Stream        string    `json:"stream"`
+	StartedAt     time.Time `json:"started_at"`
+	VideoBitrate  Bitrate   `json:"video_bitrate_bps"`
+	RampPerSecond float64   `json:"ramp_per_second"`
+	// RampSeconds runs from the first subscriber's start until every one connected or failed.
+	RampSeconds     float64 `json:"ramp_seconds"`
+	WarmupSeconds   float64 `json:"warmup_seconds"`
+	MeasuredSeconds float64 `json:"measured_seconds"`
+	// Interrupted is set when the run was cancelled inside the measurement window.
+	Interrupted bool `json:"interrupted,omitempty"`
+
+	Subscribers SubscriberCounts `json:"subscribers"`
+	// TimeToFirstFrame runs from a subscriber's POST to its first video packet.
+	TimeToFirstFrame Percentiles `json:"time_to_first_frame"`
+	// TimeToKeyframe runs from a subscriber's POST to the first packet of a keyframe.
+	TimeToKeyframe Percentiles `json:"time_to_keyframe"`
+	// Delay is the one-way delay of stamped video and audio packets, publisher write to
+	// subscriber read, inside the measurement window.
+	Delay       Percentiles `json:"delay"`
+	Video       MediaStats  `json:"video"`
+	Audio       MediaStats  `json:"audio"`
+	LossPercent float64     `json:"loss_percent"`
+
+	Publisher *PublisherStats `json:"publisher,omitempty"`
+	// ServerProcesses has one entry per --pid; ServerTotal sums them when there are several.
+	ServerProcesses []ProcessUsage `json:"server_processes,omitempty"`
+	ServerTotal     *ProcessUsage  `json:"server_total,omitempty"`
+	LoadTool        Usage          `json:"load_tool"`
+}
+
+// SubscriberCounts counts WHEP subscribers by outcome.
+type SubscriberCounts struct {
+	Requested int `json:"requested"`
+	// Connected subscribers completed ICE and DTLS.
+	Connected int `json:"connected"`
+	// Failed subscribers did not connect; FailureCauses splits them by cause.
+	Failed        int            `json:"failed"`
+	FailureCauses map[string]int `json:"failure_causes,omitempty"`
+	// Dropped subscribers connected, then lost the connection before the end of the run.
+	Dropped int `json:"dropped"`
+	// NoVideo subscribers connected but received no video packet.
+	NoVideo int `json:"no_video"`
+}
+
+// Percentiles summarises a distribution of durations, in milliseconds.
+type Percentiles struct {
+	Count  uint64  `json:"count"`
+	MeanMs float64 `json:"mean_ms"`
+	P50Ms  float64 `json:"p50_ms"`
+	P95Ms  float64 `json:"p95_ms"`
+	P99Ms  float64 `json:"p99_ms"`
+	MaxMs  float64 `json:"max_ms"`
+}
+
+// MediaStats is what all subscribers received of one kind of track inside the window.
+type MediaStats struct {
+	Packets     uint64      `json:"packets"`
+	Lost        uint64      `json:"lost"`
+	LossPercent float64     `json:"loss_percent"`
+	Delay       Percentiles `json:"delay"`
+	// SeqResets counts jumps in sequence numbers too large to be loss (a restarted stream).
+	SeqResets uint64 `json:"seq_resets,omitempty"`
+}
+
+// PublisherStats is what the publisher sent inside the window.
+type PublisherStats struct {
+	VideoPackets     uint64  `json:"video_packets"`
+	AudioPackets     uint64  `json:"audio_packets"`
+	VideoBitrate     float64 `json:"video_bitrate_bps"`
+	Keyframes        uint64  `json:"keyframes"`
+	KeyframeRequests uint64  `json:"keyframe_requests"`
+	// KeyframeRequestsTotal counts PLI and FIR over the whole run, ramp included.
+	KeyframeRequestsTotal uint64 `json:"keyframe_requests_total"`
+	WriteErrors           uint64 `json:"write_errors,omitempty"`
+	ConnectionFailed      bool   `json:"connection_failed,omitempty"`
+}
+
+// ProcessUsage is a server process's CPU inside the window and its memory growth over the run.
+type ProcessUsage struct {
+	PID        int     `json:"pid,omitempty"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	CPUCores   float64 `json:"cpu_cores"`
+	// MillicoresPerSubscriber is CPUCores per connected subscriber, in thousandths of a core.
+	MillicoresPerSubscriber float64 `json:"millicores_per_subscriber"`
+	// CPUMicrosPerPacket is CPU time per RTP packet received by the subscribers.
+	CPUMicrosPerPacket float64 `json:"cpu_us_per_forwarded_packet"`
+	// RSS before the first subscriber, at the start and at the end of the window.
+	RSSBaselineBytes int64 `json:"rss_baseline_bytes"`
+	RSSStartBytes    int64 `json:"rss_start_bytes"`
+	RSSEndBytes      int64 `json:"rss_end_bytes"`
+	// RSSPerSubscriberBytes is (end − baseline) RSS per connected subscriber.
+	RSSPerSubscriberBytes float64 `json:"rss_per_subscriber_bytes"`
+	Error                 string  `json:"error,omitempty"`
+}
+
+// Usage is the load tool's own CPU inside the window and its peak memory.
+type Usage struct {
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	CPUCores    float64 `json:"cpu_cores"`
+	MaxRSSBytes int64   `json:"max_rss_bytes"`
+}
+
+// WriteText writes the report for people.
+func (r *Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%-18s "+format+"\n", append([]any{label}, args...)...)
+	}
+	fmt.Fprintf(&b, "streamfleet loadtest  %s  stream %s  video %s H264 + Opus\n", r.Server, r.Stream, r.VideoBitrate)
+	window := fmt.Sprintf("%.1f s measured after %.1f s ramp and %.1f s warm-up", r.MeasuredSeconds, r.RampSeconds, r.WarmupSeconds)
+	if r.Interrupted {
+		window += " (interrupted)"
+	}
+	line("window", "%s", window)
+	s := r.Subscribers
+	line("subscribers", "%d requested at %g/s: %d connected, %d failed%s, %d dropped, %d without video",
+		s.Requested, r.RampPerSecond, s.Connected, s.Failed, causes(s.FailureCauses), s.Dropped, s.NoVideo)
+	line("time to 1st frame", "%s", pct(r.TimeToFirstFrame))
+	line("time to keyframe", "%s", pct(r.TimeToKeyframe))
+	line("delay", "%s", pct(r.Delay))
+	line("  video", "%s", pct(r.Video.Delay))
+	line("  audio", "%s", pct(r.Audio.Delay))
+	line("packets", "%d received, %d lost (%.3f %%); video %d/%d, audio %d/%d",
+		r.Video.Packets+r.Audio.Packets, r.Video.Lost+r.Audio.Lost, r.LossPercent,
+		r.Video.Packets, r.Video.Lost, r.Audio.Packets, r.Audio.Lost)
+	if p := r.Publisher; p != nil {
+		failed := ""
+		if p.ConnectionFailed {
+			failed = ", CONNECTION FAILED"
+		}
+		line("publisher", "video %.2f Mbit/s, %d video + %d audio packets, %d keyframes, %d keyframe requests (%d in all)%s",
+			p.VideoBitrate/1e6, p.VideoPackets, p.AudioPackets, p.Keyframes, p.KeyframeRequests,
+			p.KeyframeRequestsTotal, failed)
+	}
+	for _, p := range r.ServerProcesses {
+		line(fmt.Sprintf("server pid %d", p.PID), "%s", usage(p))
+	}
+	if r.ServerTotal != nil {
+		line("server total", "%s", usage(*r.ServerTotal))
+	}
+	line("load tool", "CPU %.2f cores (%.1f s), max RSS %s", r.LoadTool.CPUCores, r.LoadTool.CPUSeconds,
+		mib(r.LoadTool.MaxRSSBytes))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func pct(p Percentiles) string {
+	if p.Count == 0 {
+		return "no samples"
+	}
+	return fmt.Sprintf("p50 %.1f ms  p95 %.1f ms  p99 %.1f ms  max %.1f ms  (%d samples)",
+		p.P50Ms, p.P95Ms, p.P99Ms, p.MaxMs, p.Count)
+}
+
+func usage(p ProcessUsage) string {
+	if p.Error != "" {
+		return "unavailable: " + p.Error
+	}
+	return fmt.Sprintf("CPU %.2f cores, %.2f millicores/subscriber, %.2f µs/forwarded packet; RSS %s → %s → %s, %+.0f KiB/subscriber",
+		p.CPUCores, p.MillicoresPerSubscriber, p.CPUMicrosPerPacket,
+		mib(p.RSSBaselineBytes), mib(p.RSSStartBytes), mib(p.RSSEndBytes), p.RSSPerSubscriberBytes/1024)
+}
+
+func causes(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -1,0 +1,169 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func TestRunEndToEnd(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	srv := newTestServer(t, "s3cret")
+
+	cfg := DefaultConfig()
+	cfg.Server = srv.http.URL
+	cfg.Stream = "live/e2e"
+	cfg.Token = "s3cret"
+	cfg.VideoBitrate = 600_000
+	cfg.Subscribers = 4
+	cfg.RampPerSecond = 20
+	cfg.Warmup = 500 * time.Millisecond
+	cfg.Duration = 2500 * time.Millisecond
+	cfg.PIDs = []int{os.Getpid()} // the server runs in this process
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, cfg, testLogger(t))
+	srv.Close()
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var text strings.Builder
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", text.String())
+
+	s := rep.Subscribers
+	if s.Requested != 4 || s.Connected != 4 || s.Failed != 0 || s.Dropped != 0 || s.NoVideo != 0 {
+		t.Errorf("subscribers %+v, want all 4 connected with video", s)
+	}
+	if rep.TimeToFirstFrame.Count != 4 || rep.TimeToFirstFrame.P50Ms <= 0 {
+		t.Errorf("time to first frame %+v", rep.TimeToFirstFrame)
+	}
+	if rep.TimeToKeyframe.Count != 4 {
+		t.Errorf("time to keyframe %+v", rep.TimeToKeyframe)
+	}
+	if rep.Delay.Count == 0 || rep.Video.Delay.Count == 0 || rep.Audio.Delay.Count == 0 {
+		t.Errorf("delay samples: all %d video %d audio %d", rep.Delay.Count, rep.Video.Delay.Count, rep.Audio.Delay.Count)
+	}
+	if rep.Delay.P50Ms <= 0 || rep.Delay.P50Ms > 500 {
+		t.Errorf("delay p50 %.3f ms on loopback", rep.Delay.P50Ms)
+	}
+	// 4 subscribers × 2.5 s × 50 audio packets/s, allowing for a slow machine under -race.
+	if rep.Audio.Packets < 4*50 || rep.Video.Packets < 4*30 {
+		t.Errorf("packets: video %d audio %d", rep.Video.Packets, rep.Audio.Packets)
+	}
+	if rep.LossPercent >= 1 {
+		t.Errorf("loss %.2f %%", rep.LossPercent)
+	}
+	p := rep.Publisher
+	if p == nil || p.VideoPackets == 0 || p.AudioPackets == 0 || p.Keyframes == 0 || p.KeyframeRequestsTotal == 0 {
+		t.Errorf("publisher %+v", p)
+	} else if p.VideoBitrate < 0.5*600_000 || p.VideoBitrate > 2*600_000 {
+		t.Errorf("publisher video bitrate %.0f", p.VideoBitrate)
+	}
+	if got := srv.keyframeRequests.Load(); got < 4 {
+		t.Errorf("server sent %d keyframe requests, want one per viewer at least", got)
+	}
+	if got := srv.deletes.Load(); got != 5 {
+		t.Errorf("server saw %d DELETEs, want 5 (publisher and 4 subscribers)", got)
+	}
+	if len(rep.ServerProcesses) != 1 || rep.ServerProcesses[0].Error != "" || rep.ServerProcesses[0].CPUSeconds <= 0 ||
+		rep.ServerProcesses[0].RSSEndBytes <= 0 || rep.ServerProcesses[0].CPUMicrosPerPacket <= 0 {
+		t.Errorf("server processes %+v", rep.ServerProcesses)
+	}
+	if rep.LoadTool.CPUSeconds <= 0 {
+		t.Errorf("load tool usage %+v", rep.LoadTool)
+	}
+	for _, want := range []string{"4 connected, 0 failed", "delay", "p99", "server pid"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text report lacks %q", want)
+		}
+	}
+	data, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(data, &back); err != nil || back.Subscribers.Connected != 4 || back.Delay != rep.Delay {
+		t.Errorf("JSON round trip: %v %+v", err, back.Subscribers)
+	}
+}
+
+func TestRunCountsSubscriberFailures(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+
+	cfg := DefaultConfig()
+	cfg.Server = srv.URL
+	cfg.NoPublish = true
+	cfg.Subscribers = 3
+	cfg.RampPerSecond = 100
+	cfg.Warmup = 0
+	cfg.Duration = 100 * time.Millisecond
+	rep, err := Run(context.Background(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	s := rep.Subscribers
+	if s.Connected != 0 || s.Failed != 3 || s.FailureCauses[causeHTTPStatus] != 3 {
+		t.Errorf("subscribers %+v, want 3 failed with %s", s, causeHTTPStatus)
+	}
+	if rep.Publisher != nil || rep.Delay.Count != 0 {
+		t.Errorf("unexpected publisher or delay: %+v %+v", rep.Publisher, rep.Delay)
+	}
+}
+
+func TestRunFailsWithoutPublisher(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	srv := newTestServer(t, "right")
+	defer srv.Close()
+
+	cfg := DefaultConfig()
+	cfg.Server = srv.http.URL
+	cfg.Token = "wrong"
+	cfg.Subscribers = 1
+	_, err := Run(context.Background(), cfg, testLogger(t))
+	if !errors.Is(err, ErrUnexpectedStatus) || !strings.Contains(err.Error(), "401") {
+		t.Errorf("Run with a bad token = %v, want a 401 %v", err, ErrUnexpectedStatus)
+	}
+
+	if _, err := Run(context.Background(), Config{}, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("Run with a zero config = %v", err)
+	}
+}
+
+func TestRunCancelledDuringRamp(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	srv := newTestServer(t, "")
+	defer srv.Close()
+
+	cfg := DefaultConfig()
+	cfg.Server = srv.http.URL
+	cfg.Subscribers = 50
+	cfg.RampPerSecond = 5
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Run(ctx, cfg, testLogger(t))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Run = %v, want the context's error", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Run took %v to stop after cancellation", d)
+	}
+}

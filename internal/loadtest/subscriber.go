@@ -1,0 +1,192 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// pliRetry is how often a subscriber that has not seen a keyframe asks for one again.
+const pliRetry = 2 * time.Second
+
+// subscriber is one WHEP viewer: a recvonly video and audio PeerConnection whose track readers
+// count packets, losses and delays while the shared measuring flag is set.
+type subscriber struct {
+	id        int
+	sig       *signaler
+	measuring *atomic.Bool
+	pc        *webrtc.PeerConnection
+
+	// Set by connect, read after it returns.
+	neg      negotiation
+	setupErr error
+
+	// postedAt is when the offer was POSTed (Unix ns); firstVideo and firstKeyframe are
+	// nanoseconds from then, 0 until seen. Atomic: packets may arrive before connect returns.
+	postedAt      atomic.Int64
+	firstVideo    atomic.Int64
+	firstKeyframe atomic.Int64
+	dropped       atomic.Bool // the connection failed or closed while it should have been up
+
+	// Owned by the track readers until they are joined in close.
+	video, audio trackStats
+
+	mu      sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// trackStats is what one track reader measured inside the measurement window.
+type trackStats struct {
+	seq   seqCounter
+	delay histogram
+}
+
+func newSubscriber(id int, sig *signaler, measuring *atomic.Bool) *subscriber {
+	return &subscriber{id: id, sig: sig, measuring: measuring}
+}
+
+// connect sets up the PeerConnection and the WHEP session. On error the subscriber still has to be
+// closed (the server may hold a session for it).
+func (s *subscriber) connect(ctx context.Context, api *webrtc.API, endpoint string) error {
+	var err error
+	if s.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return fmt.Errorf("new peer connection: %w", err)
+	}
+	recvonly := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		tr, err := s.pc.AddTransceiverFromKind(kind, recvonly)
+		if err != nil {
+			return fmt.Errorf("add %s transceiver: %w", kind, err)
+		}
+		if !s.enter() {
+			return errors.New("subscriber closed")
+		}
+		go s.drainRTCP(tr.Receiver())
+	}
+	s.pc.OnTrack(s.readTrack)
+	watch := watchState(s.pc, func(st webrtc.PeerConnectionState) {
+		if st != webrtc.PeerConnectionStateFailed && st != webrtc.PeerConnectionStateClosed {
+			return
+		}
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if !closing {
+			s.dropped.Store(true)
+		}
+	})
+	s.neg, err = connect(ctx, s.pc, watch, s.sig, endpoint, func(t time.Time) {
+		s.postedAt.Store(t.UnixNano())
+	})
+	return err
+}
+
+// enter registers a goroutine of the subscriber, unless it is closing.
+func (s *subscriber) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// close DELETEs the WHEP session, closes the PeerConnection and waits for the track readers.
+func (s *subscriber) close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	var errs []error
+	if err := s.sig.remove(ctx, s.neg.location); err != nil {
+		errs = append(errs, fmt.Errorf("end WHEP session: %w", err))
+	}
+	if s.pc != nil {
+		if err := s.pc.GracefulClose(); err != nil {
+			errs = append(errs, fmt.Errorf("close peer connection: %w", err))
+		}
+	}
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// drainRTCP reads the receiver's RTCP (sender reports), so that the receive buffer never fills and
+// any interceptor sees it.
+func (s *subscriber) drainRTCP(r *webrtc.RTPReceiver) {
+	defer s.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := r.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// readTrack is the OnTrack handler: it reads the track until the PeerConnection closes. The work
+// per packet is a header parse, a clock read and, inside the measurement window, a sequence
+// counter and a histogram update; nothing allocates.
+func (s *subscriber) readTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	if !s.enter() {
+		return
+	}
+	defer s.wg.Done()
+	isVideo := track.Kind() == webrtc.RTPCodecTypeVideo
+	stats := &s.audio
+	if isVideo {
+		stats = &s.video
+	}
+	keyframeStart := h264KeyframeStart
+	if strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeVP8) {
+		keyframeStart = vp8KeyframeStart
+	}
+	var lastPLI time.Time
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			return
+		}
+		seq, payload, ok := rtpPayload(buf[:n])
+		if !ok {
+			continue
+		}
+		now := time.Now()
+		if isVideo && s.firstKeyframe.Load() == 0 {
+			s.awaitKeyframe(track, payload, keyframeStart, now, &lastPLI)
+		}
+		if !s.measuring.Load() {
+			continue
+		}
+		stats.seq.add(seq)
+		if sent, ok := readStamp(payload); ok {
+			stats.delay.record(time.Duration(now.UnixNano() - sent))
+		}
+	}
+}
+
+// awaitKeyframe runs on video packets until the first keyframe: it records the time to first
+// frame and to first keyframe, and asks for a keyframe with a PLI, as a browser would, when the
+// stream does not start with one.
+func (s *subscriber) awaitKeyframe(track *webrtc.TrackRemote, payload []byte, keyframeStart func([]byte) bool,
+	now time.Time, lastPLI *time.Time,
+) {
+	since := max(1, now.UnixNano()-s.postedAt.Load())
+	s.firstVideo.CompareAndSwap(0, since)
+	if keyframeStart(payload) {
+		s.firstKeyframe.Store(since)
+		return
+	}
+	if now.Sub(*lastPLI) < pliRetry {
+		return
+	}
+	*lastPLI = now
+	_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(track.SSRC())}})
+}
