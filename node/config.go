@@ -41,6 +41,9 @@ type Config struct {
 	WebRTC webrtcserver.Config
 	// Grace is how long a stream waits for its publisher to come back before it ends.
 	Grace time.Duration
+	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address. Keep it off on a node
+	// reachable from outside.
+	Pprof bool
 	// ShutdownTimeout bounds Close.
 	ShutdownTimeout time.Duration
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -55,6 +56,12 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	w.Register(n.mux)
 	n.mux.Handle("GET /metrics", promhttp.HandlerFor(newRegistry(cfg.ID, cfg.Role, h, w), promhttp.HandlerOpts{}))
 	n.mux.HandleFunc("GET /healthz", n.handleHealth)
+	if cfg.Pprof {
+		n.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		n.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		n.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		n.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	n.mux.Handle("/", web.Handler())
 	return n, nil
 }

@@ -26,6 +26,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
 	fs.StringVar(&iceServers, "ice-server", "", "comma-separated STUN/TURN URLs handed to clients in Link headers")
 	fs.StringVar(&cfg.WebRTC.PublishToken, "publish-token", "", "bearer token required to publish (empty: open)")
 	fs.StringVar(&cfg.WebRTC.PlayToken, "play-token", "", "bearer token required to play (empty: open)")
+	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go's profiler at /debug/pprof/ (keep off on public nodes)")
 	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long a stream waits for its publisher to come back")
 	fs.DurationVar(&cfg.WebRTC.ConnectTimeout, "connect-timeout", cfg.WebRTC.ConnectTimeout, "drop a WebRTC peer that has not connected after this long")
 	return func() error {

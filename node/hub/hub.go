@@ -74,7 +74,7 @@ func (h *Hub) Publish(name streamname.Name, specs []TrackSpec) (*Publication, er
 			s.mu.Unlock()
 			h.mu.Unlock()
 			return nil, fmt.Errorf("publish %s: %w", name, ErrStreamBusy)
-		case compatible(specs, s.tracks):
+		case !s.ended && compatible(specs, s.tracks):
 			if s.grace != nil {
 				s.grace.Stop()
 				s.grace = nil
@@ -95,7 +95,7 @@ func (h *Hub) Publish(name streamname.Name, specs []TrackSpec) (*Publication, er
 			h.mu.Unlock()
 			return nil, ErrHubClosed
 		}
-		if h.streams[name] != nil {
+		if o := h.streams[name]; o != nil && o != s {
 			h.mu.Unlock()
 			return nil, fmt.Errorf("publish %s: %w", name, ErrStreamBusy)
 		}

@@ -10,7 +10,7 @@ import (
 // in the last keyframeRequestMinInterval, or if the last one went unanswered for
 // keyframeRequestRetry. A flash crowd of joins thus costs a few PLIs a second, not one per viewer.
 const (
-	keyframeRequestMinInterval = 300 * time.Millisecond
+	keyframeRequestMinInterval = 200 * time.Millisecond
 	keyframeRequestRetry       = time.Second
 )
 
@@ -34,6 +34,8 @@ type Layer struct {
 	lastRequestNanos  atomic.Int64
 	requestAnswered   atomic.Bool
 	lastKeyframeNanos atomic.Int64
+	lastWaitNanos     atomic.Int64 // when a reader last asked for a keyframe
+	deferred          atomic.Bool  // a deferred request is scheduled
 
 	// Counters, read by metrics.
 	packets            atomic.Uint64
@@ -126,7 +128,10 @@ func (l *Layer) WritePacket(p *Packet) {
 }
 
 // RequestKeyframe asks the publisher for a keyframe on behalf of a reader. Requests are coalesced:
-// see keyframeRequestMinInterval.
+// one is forwarded at once only if none was sent in the last keyframeRequestMinInterval and none is
+// still unanswered; otherwise one deferred request is sent when that interval (or the retry
+// interval of the unanswered one) has passed, unless a keyframe arrived in the meantime. A flash
+// crowd of joins thus costs a few PLIs a second, and no reader waits a whole GOP.
 func (l *Layer) RequestKeyframe() {
 	if l.track.kind != KindVideo {
 		return
@@ -134,9 +139,20 @@ func (l *Layer) RequestKeyframe() {
 	l.keyframeRequests.Add(1)
 	l.track.stream.hub.stats.KeyframeRequests.Add(1)
 	now := time.Now().UnixNano()
+	l.lastWaitNanos.Store(now)
+	l.sendKeyframeRequest(now)
+}
+
+func (l *Layer) sendKeyframeRequest(now int64) {
 	last := l.lastRequestNanos.Load()
 	since := time.Duration(now - last)
-	if since < keyframeRequestMinInterval || (!l.requestAnswered.Load() && since < keyframeRequestRetry) {
+	answered := l.requestAnswered.Load()
+	switch {
+	case !answered && since < keyframeRequestRetry:
+		l.deferKeyframeRequest(keyframeRequestRetry - since)
+		return
+	case answered && since < keyframeRequestMinInterval:
+		l.deferKeyframeRequest(keyframeRequestMinInterval - since)
 		return
 	}
 	if !l.lastRequestNanos.CompareAndSwap(last, now) {
@@ -148,6 +164,20 @@ func (l *Layer) RequestKeyframe() {
 	if fn := l.requester.Load(); fn != nil {
 		(*fn)()
 	}
+}
+
+// deferKeyframeRequest arranges one later request for the readers waiting now.
+func (l *Layer) deferKeyframeRequest(after time.Duration) {
+	if !l.deferred.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(after, func() {
+		l.deferred.Store(false)
+		if l.lastKeyframeNanos.Load() >= l.lastWaitNanos.Load() {
+			return // a keyframe came after the last reader started waiting
+		}
+		l.sendKeyframeRequest(time.Now().UnixNano())
+	})
 }
 
 // Retransmission returns the packet of the source SSRC ssrc with sequence number seq from the

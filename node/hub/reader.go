@@ -32,9 +32,12 @@ type Reader struct {
 	dropped      atomic.Uint64
 	delivered    atomic.Uint64
 
-	closeOnce  sync.Once
-	mu         sync.Mutex // guards subscribed
+	closeOnce sync.Once
+	// mu guards subscribed and closed, and is held while the reader is added to or removed from
+	// a layer, so a layer's readers always match subscribed. Lock order: Reader.mu, then Layer.mu.
+	mu         sync.Mutex
 	subscribed []*Layer
+	closed     bool
 }
 
 // C delivers the reader's packets.
@@ -94,7 +97,9 @@ func (r *Reader) SwitchLayer(l *Layer) {
 		r.pending.Store(nil)
 		return
 	}
-	r.subscribe(l)
+	if !r.subscribe(l) {
+		return // closed
+	}
 	r.pending.Store(l)
 	l.RequestKeyframe()
 }
@@ -104,45 +109,45 @@ func (r *Reader) SwitchLayer(l *Layer) {
 func (r *Reader) Unsubscribe() {
 	cur, pend := r.current.Load(), r.pending.Load()
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	keep := r.subscribed[:0]
-	var drop []*Layer
 	for _, l := range r.subscribed {
 		if l == cur || l == pend {
 			keep = append(keep, l)
 		} else {
-			drop = append(drop, l)
+			l.removeReader(r)
 		}
 	}
 	r.subscribed = keep
-	r.mu.Unlock()
-	for _, l := range drop {
-		l.removeReader(r)
-	}
 }
 
-func (r *Reader) subscribe(l *Layer) {
+// subscribe attaches the reader to l; it returns false once the reader is closed.
+func (r *Reader) subscribe(l *Layer) bool {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
 	for _, x := range r.subscribed {
 		if x == l {
-			r.mu.Unlock()
-			return
+			return true
 		}
 	}
 	r.subscribed = append(r.subscribed, l)
-	r.mu.Unlock()
 	l.addReader(r)
+	return true
 }
 
 // Close detaches the reader. Packets already queued stay readable; nothing more arrives.
 func (r *Reader) Close() {
 	r.closeOnce.Do(func() {
 		r.mu.Lock()
-		layers := r.subscribed
-		r.subscribed = nil
-		r.mu.Unlock()
-		for _, l := range layers {
+		r.closed = true
+		for _, l := range r.subscribed {
 			l.removeReader(r)
 		}
+		r.subscribed = nil
+		r.mu.Unlock()
 		r.track.removeReader(r)
 		close(r.done)
 	})
