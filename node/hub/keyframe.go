@@ -1,12 +1,11 @@
 package hub
 
-import "strings"
-
-// keyframeStart reports whether an RTP payload of the given codec begins a keyframe (an
-// independently decodable picture). A reader that starts or resumes on such a packet can decode
-// from it. Audio packets always count as a start.
+// keyframeStart reports whether an RTP payload of the given codec (lower-case MIME type) begins a
+// keyframe (an independently decodable picture). A reader that starts or resumes on such a packet
+// can decode from it. Audio packets, and those of a codec without keyframe detection, always count
+// as a start.
 func keyframeStart(mimeType string, payload []byte) bool {
-	switch strings.ToLower(mimeType) {
+	switch mimeType {
 	case "video/h264":
 		return h264KeyframeStart(payload)
 	case "video/h265":
@@ -18,7 +17,7 @@ func keyframeStart(mimeType string, payload []byte) bool {
 	case "video/av1":
 		return av1KeyframeStart(payload)
 	}
-	return !strings.HasPrefix(strings.ToLower(mimeType), "video/")
+	return true
 }
 
 // H.264 NAL unit types that open a decodable picture: IDR slice, SPS, PPS.

@@ -99,7 +99,7 @@ func (l *Layer) WritePacket(p *Packet) {
 	p.Header.ExtensionProfile = 0
 	p.Header.Padding = false
 	p.Header.PaddingSize = 0
-	p.Keyframe = keyframeStart(l.track.codec.MimeType, p.Payload)
+	p.Keyframe = keyframeStart(l.track.mime, p.Payload)
 
 	size := uint64(len(p.Payload) + 12)
 	l.packets.Add(1)
@@ -173,6 +173,9 @@ func (l *Layer) deferKeyframeRequest(after time.Duration) {
 	}
 	time.AfterFunc(after, func() {
 		l.deferred.Store(false)
+		if l.track.stream.isEnded() {
+			return
+		}
 		if l.lastKeyframeNanos.Load() >= l.lastWaitNanos.Load() {
 			return // a keyframe came after the last reader started waiting
 		}

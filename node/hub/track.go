@@ -42,6 +42,7 @@ type Track struct {
 	index  int
 	kind   Kind
 	codec  webrtc.RTPCodecCapability
+	mime   string // codec.MimeType in lower case, for per-packet checks
 
 	layers  atomic.Pointer[[]*Layer] // copy-on-write
 	mu      sync.Mutex               // guards layers writes and readers
@@ -49,7 +50,7 @@ type Track struct {
 }
 
 func newTrack(s *Stream, index int, spec TrackSpec) *Track {
-	t := &Track{stream: s, index: index, kind: KindOf(spec.Codec), codec: spec.Codec, readers: map[*Reader]struct{}{}}
+	t := &Track{stream: s, index: index, kind: KindOf(spec.Codec), codec: spec.Codec, mime: strings.ToLower(spec.Codec.MimeType), readers: map[*Reader]struct{}{}}
 	t.layers.Store(&[]*Layer{})
 	return t
 }
