@@ -56,6 +56,16 @@ func payload(mime string, keyframe bool, index uint32) []byte {
 		if keyframe {
 			head = []byte{0x10, 0x00}
 		}
+	case webrtc.MimeTypeVP9:
+		head = []byte{0x48} // P (inter-picture predicted) and B (start of frame)
+		if keyframe {
+			head = []byte{0x08}
+		}
+	case webrtc.MimeTypeAV1:
+		head = []byte{0x10} // one OBU element
+		if keyframe {
+			head = []byte{0x18} // N: first packet of a coded video sequence
+		}
 	default:
 		head = []byte{0xfc}
 	}
@@ -75,9 +85,17 @@ func TestMain(m *testing.M) {
 // TestFanOutExactPayloads publishes over WHIP and checks that 50 WHEP viewers receive exactly the
 // published payloads, in order, from the first keyframe on, for each video codec with Opus.
 func TestFanOutExactPayloads(t *testing.T) {
-	for _, video := range []webrtc.RTPCodecCapability{rtctest.H264, rtctest.VP8} {
-		t.Run(video.MimeType, func(t *testing.T) {
-			testFanOut(t, video, 50)
+	for _, tc := range []struct {
+		video   webrtc.RTPCodecCapability
+		viewers int
+	}{
+		{rtctest.H264, 50},
+		{rtctest.VP8, 50},
+		{rtctest.VP9, 5},
+		{rtctest.AV1, 5},
+	} {
+		t.Run(tc.video.MimeType, func(t *testing.T) {
+			testFanOut(t, tc.video, tc.viewers)
 		})
 	}
 }
@@ -98,6 +116,13 @@ func testFanOut(t *testing.T, video webrtc.RTPCodecCapability, viewers int) {
 	defer pub.Close()
 	if err := rtctest.WaitConnected(ctx, pub.PC); err != nil {
 		t.Fatal(err)
+	}
+	st, err := n.Hub().Stream("live/fanout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Tracks()[0].Codec().MimeType; got != video.MimeType {
+		t.Fatalf("stream video codec %s, want %s", got, video.MimeType)
 	}
 
 	vs := make([]*rtctest.Viewer, viewers)

@@ -1,0 +1,126 @@
+package node_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/streamfleet/streamfleet/internal/rtctest"
+	"github.com/streamfleet/streamfleet/node"
+)
+
+func patch(t *testing.T, url, ctype, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPatch, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", ctype)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestTrickleAndICEServers checks the RFC 9725 extras: configured ICE servers are announced in
+// Link headers, PATCH applies trickled candidates, and an ICE restart is refused clearly.
+func TestTrickleAndICEServers(t *testing.T) {
+	n := startNode(t, func(c *node.Config) {
+		c.WebRTC.ICEServers = []webrtc.ICEServer{{URLs: []string{"stun:stun.example.test:3478"}}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	req, _ := http.NewRequest(http.MethodOptions, n.HTTPURL()+"/whip/live/trickle", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if link := resp.Header.Get("Link"); link != `<stun:stun.example.test:3478>; rel="ice-server"` {
+		t.Fatalf("Link header %q", link)
+	}
+
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := rtctest.Publish(ctx, api, n.HTTPURL()+"/whip/live/trickle", "", rtctest.VP8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	local := pub.PC.LocalDescription().SDP
+	var ufrag, candidate string
+	for _, line := range strings.Split(local, "\r\n") {
+		if strings.HasPrefix(line, "a=ice-ufrag:") && ufrag == "" {
+			ufrag = line
+		}
+		if strings.HasPrefix(line, "a=candidate:") && candidate == "" {
+			candidate = line
+		}
+	}
+	if candidate == "" {
+		t.Fatal("the publisher gathered no candidate")
+	}
+	frag := ufrag + "\r\na=mid:0\r\n" + candidate + "\r\n"
+	if got := patch(t, pub.Location, "application/trickle-ice-sdpfrag", frag); got != http.StatusNoContent {
+		t.Fatalf("trickle PATCH: %d, want 204", got)
+	}
+	if got := patch(t, pub.Location, "application/sdp", frag); got != http.StatusUnsupportedMediaType {
+		t.Fatalf("PATCH with the wrong type: %d, want 415", got)
+	}
+	restart := "a=ice-ufrag:newufrag\r\na=ice-pwd:newpasswordnewpassword12\r\n"
+	if got := patch(t, pub.Location, "application/trickle-ice-sdpfrag", restart); got != http.StatusUnprocessableEntity {
+		t.Fatalf("ICE restart PATCH: %d, want 422", got)
+	}
+	if err := rtctest.WaitConnected(ctx, pub.PC); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestViewerThatVanishes: a viewer whose connection disappears without DELETE is cleaned up
+// within seconds, and its reader leaves the stream.
+func TestViewerThatVanishes(t *testing.T) {
+	n := startNode(t, func(c *node.Config) {
+		c.WebRTC.DisconnectedTimeout = 500 * time.Millisecond
+		c.WebRTC.FailedTimeout = 500 * time.Millisecond
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	live := startLiveSession(t, ctx, n.HTTPURL(), "live/vanish")
+	defer live.close()
+	live.assertFlowing()
+
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := rtctest.View(ctx, api, n.HTTPURL()+"/whep/live/vanish", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rtctest.WaitConnected(ctx, v.PC); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.WebRTC().Stats().WHEPSessions.Load(); got != 2 {
+		t.Fatalf("%d WHEP sessions, want 2", got)
+	}
+	v.PC.Close() // gone: no DELETE
+	st, err := n.Hub().Stream("live/vanish")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n.WebRTC().Stats().WHEPSessions.Load() != 1 || st.ReaderCount() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("vanished viewer not cleaned up: %d sessions, %d readers",
+				n.WebRTC().Stats().WHEPSessions.Load(), st.ReaderCount())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	live.assertFlowing()
+}
