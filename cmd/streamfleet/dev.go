@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,33 +14,13 @@ import (
 // prints every URL a newcomer needs. Later issues add relay, edge, NATS and a manager behind the
 // same front door.
 func runDev(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	cfg := node.DefaultConfig()
 	cfg.ID = "dev-origin"
 	cfg.HTTPAddr = "127.0.0.1:8080"
 	cfg.WebRTC.ICEUDPAddr = "127.0.0.1:8189"
-	finish := nodeFlags(fs, &cfg)
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := finish(); err != nil {
-		return err
-	}
-	log, err := newLogger(*logLevel)
-	if err != nil {
-		return err
-	}
-	n, err := node.New(cfg, log)
-	if err != nil {
-		return err
-	}
-	if err := n.Start(ctx); err != nil {
-		_ = n.Close()
-		return err
-	}
-	printDevURLs(os.Stdout, n.HTTPURL(), n.ICEUDPAddr().String())
-	return waitAndClose(ctx, n)
+	return serveNode(ctx, "dev", cfg, args, func(n *node.Node) {
+		printDevURLs(os.Stdout, n.HTTPURL(), n.ICEUDPAddr().String())
+	})
 }
 
 func printDevURLs(w io.Writer, base, iceUDP string) {

@@ -81,8 +81,13 @@ func newLogger(level string) (*slog.Logger, error) {
 }
 
 func runNode(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("node", flag.ContinueOnError)
-	cfg := node.DefaultConfig()
+	return serveNode(ctx, "node", node.DefaultConfig(), args, nil)
+}
+
+// serveNode parses a node's flags over cfg, runs the node until ctx ends, and calls started (if
+// any) once it serves.
+func serveNode(ctx context.Context, name string, cfg node.Config, args []string, started func(*node.Node)) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	finish := nodeFlags(fs, &cfg)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -102,6 +107,9 @@ func runNode(ctx context.Context, args []string) error {
 	if err := n.Start(ctx); err != nil {
 		_ = n.Close()
 		return err
+	}
+	if started != nil {
+		started(n)
 	}
 	return waitAndClose(ctx, n)
 }

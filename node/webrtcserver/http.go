@@ -26,13 +26,41 @@ import (
 //
 // and OPTIONS on each for CORS preflights.
 func (s *Server) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /whip/{stream...}", s.handleWHIP)
-	mux.HandleFunc("POST /whep/{stream...}", s.handleWHEP)
+	mux.HandleFunc("POST /whip/{stream...}", s.serveOffer("whip", func(r *http.Request, w http.ResponseWriter) (string, string, *apiError) {
+		ss, answer, err := s.startWHIP(r, w)
+		if err != nil {
+			return "", "", err
+		}
+		return ss.sid, answer, nil
+	}))
+	mux.HandleFunc("POST /whep/{stream...}", s.serveOffer("whep", func(r *http.Request, w http.ResponseWriter) (string, string, *apiError) {
+		vs, answer, err := s.startWHEP(r, w)
+		if err != nil {
+			return "", "", err
+		}
+		return vs.sid, answer, nil
+	}))
 	mux.HandleFunc("OPTIONS /whip/{stream...}", s.handleOptions)
 	mux.HandleFunc("OPTIONS /whep/{stream...}", s.handleOptions)
 	mux.HandleFunc("PATCH /sessions/{id}", s.handlePatch)
 	mux.HandleFunc("DELETE /sessions/{id}", s.handleDelete)
 	mux.HandleFunc("OPTIONS /sessions/{id}", s.handleOptions)
+}
+
+// serveOffer answers a WHIP or WHEP POST: start makes the session and returns its id and the
+// answer, or the error the client gets.
+func (s *Server) serveOffer(proto string, start func(*http.Request, http.ResponseWriter) (string, string, *apiError)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		setCORS(w)
+		id, answer, aerr := start(r, w)
+		if aerr != nil {
+			s.stats.SessionsRejected.Add(1)
+			s.log.Info(proto+" rejected", "stream", r.PathValue("stream"), "code", aerr.code, "reason", aerr.message)
+			writeError(w, aerr)
+			return
+		}
+		s.writeAnswer(w, id, answer)
+	}
 }
 
 func setCORS(w http.ResponseWriter) {

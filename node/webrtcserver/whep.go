@@ -39,18 +39,6 @@ type whepSession struct {
 
 func (vs *whepSession) id() string { return vs.sid }
 
-func (s *Server) handleWHEP(w http.ResponseWriter, r *http.Request) {
-	setCORS(w)
-	vs, answer, aerr := s.startWHEP(r, w)
-	if aerr != nil {
-		s.stats.SessionsRejected.Add(1)
-		s.log.Debug("whep rejected", "stream", r.PathValue("stream"), "code", aerr.code, "reason", aerr.message)
-		writeError(w, aerr)
-		return
-	}
-	s.writeAnswer(w, vs.sid, answer)
-}
-
 func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter) (*whepSession, string, *apiError) {
 	o, aerr := s.readOffer(w, r, s.cfg.PlayToken)
 	if aerr != nil {

@@ -35,18 +35,6 @@ type whipSession struct {
 
 func (ss *whipSession) id() string { return ss.sid }
 
-func (s *Server) handleWHIP(w http.ResponseWriter, r *http.Request) {
-	setCORS(w)
-	sess, answer, aerr := s.startWHIP(r, w)
-	if aerr != nil {
-		s.stats.SessionsRejected.Add(1)
-		s.log.Info("whip rejected", "stream", r.PathValue("stream"), "code", aerr.code, "reason", aerr.message)
-		writeError(w, aerr)
-		return
-	}
-	s.writeAnswer(w, sess.sid, answer)
-}
-
 func (s *Server) startWHIP(r *http.Request, w http.ResponseWriter) (*whipSession, string, *apiError) {
 	o, aerr := s.readOffer(w, r, s.cfg.PublishToken)
 	if aerr != nil {
