@@ -15,6 +15,7 @@ import (
 
 	"github.com/streamfleet/streamfleet/internal/rtctest"
 	"github.com/streamfleet/streamfleet/node"
+	"github.com/streamfleet/streamfleet/node/hub"
 )
 
 // liveSession is a publisher and a viewer that keep flowing while a test throws bad input at the
@@ -281,6 +282,7 @@ func FuzzOffer(f *testing.F) {
 	f.Add(true, h263Offer)
 	f.Add(true, strings.Replace(h263Offer, "H263", "VP8", 1))
 	f.Add(false, strings.Replace(h263Offer, "sendonly", "recvonly", 1))
+	f.Add(false, strings.Replace(strings.Replace(h263Offer, "sendonly", "recvonly", 1), "H263", "VP8", 1))
 	f.Add(true, "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\nm=video 9 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n")
 	cfg := node.DefaultConfig()
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -291,6 +293,10 @@ func FuzzOffer(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = n.Close() })
+	// A stream with no peer behind it, so WHEP offers get as far as negotiation.
+	if _, err := n.Hub().Publish("live/fuzz", []hub.TrackSpec{{Codec: rtctest.VP8}, {Codec: rtctest.Opus}}); err != nil {
+		f.Fatal(err)
+	}
 	h := n.Handler()
 	f.Fuzz(func(t *testing.T, whip bool, body string) {
 		path := "/whep/live/fuzz"
