@@ -77,6 +77,8 @@ func (n *Node) Start(ctx context.Context) error {
 	n.server = &http.Server{
 		Handler:           n.mux,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second, // offers are small: a slow body is an attack
+		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
