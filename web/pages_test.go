@@ -51,6 +51,7 @@ type stubServer struct {
 
 	mu       sync.Mutex
 	requests []request
+	patches  []request
 	fail     map[string]failure // by "whip" or "whep"
 	sessions map[string]*webrtc.PeerConnection
 	nextID   int
@@ -88,8 +89,16 @@ func newStubServer(t *testing.T) *stubServer {
 	mux.HandleFunc("POST /whip/{stream...}", s.handleOffer)
 	mux.HandleFunc("POST /whep/{stream...}", s.handleOffer)
 	mux.HandleFunc("DELETE /session/{id}", s.handleDelete)
+	mux.HandleFunc("PATCH /session/{id}", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.patches = append(s.patches, request{Method: r.Method, Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"),
+			Authorization: r.Header.Get("Authorization"), Body: string(body)})
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("OPTIONS /{path...}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Access-Control-Allow-Methods", "POST, DELETE, OPTIONS")
+		w.Header().Set("Access-Control-Allow-Methods", "POST, PATCH, DELETE, OPTIONS")
 		w.Header().Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
 		w.WriteHeader(http.StatusNoContent)
 	})
@@ -287,6 +296,12 @@ func (s *stubServer) closeSession(id string) bool {
 	return ok
 }
 
+func (s *stubServer) patchesSnapshot() []request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]request(nil), s.patches...)
+}
+
 func (s *stubServer) requestsSnapshot() []request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -410,9 +425,16 @@ func TestPublishPage(t *testing.T) {
 				post.ContentType != "application/sdp" || post.Authorization != "Bearer secret" {
 				t.Errorf("WHIP request %s %s, Content-Type %q, Authorization %q", post.Method, post.Path, post.ContentType, post.Authorization)
 			}
-			if !strings.Contains(post.Body, "a=candidate:") {
-				t.Error("offer has no candidates: the page did not wait for ICE gathering")
-			}
+			eventually(t, "candidates trickled by PATCH", 5*time.Second, func() bool {
+				for _, p := range stub.patchesSnapshot() {
+					if p.Path == "/session/1" && p.ContentType == "application/trickle-ice-sdpfrag" &&
+						p.Authorization == "Bearer secret" && strings.Contains(p.Body, "a=candidate:") &&
+						strings.Contains(p.Body, "a=ice-ufrag:") && strings.Contains(p.Body, "a=mid:") {
+						return true
+					}
+				}
+				return false
+			})
 			if got := firstVideoCodec(post.Body); !strings.EqualFold(got, tt.codec) {
 				t.Errorf("offer lists %s first, want %s", got, tt.codec)
 			}

@@ -47,6 +47,18 @@ async function play() {
   });
   session = s;
   sf.stats = {};
+  // Time to first frame, from the click (or page load with auto=1) to the first decoded frame.
+  const started = performance.now();
+  sf.firstFrameMs = null;
+  const firstFrame = () => {
+    if (session === s && sf.firstFrameMs === null) sf.firstFrameMs = Math.round(performance.now() - started);
+  };
+  sf.connectedMs = null;
+  s.pc.addEventListener('connectionstatechange', () => {
+    if (s.pc.connectionState === 'connected' && sf.connectedMs === null) sf.connectedMs = Math.round(performance.now() - started);
+  });
+  if (player.requestVideoFrameCallback) player.requestVideoFrameCallback(firstFrame);
+  else player.addEventListener('loadeddata', firstFrame, { once: true });
   setRunning(true);
   status.set('connecting', `requesting ${stream}…`);
   try {

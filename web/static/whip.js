@@ -59,8 +59,6 @@ export class HTTPError extends Error {
 
 /**
  * Resolves when the ICE gathering of pc completes, or after timeoutMs.
- * The server is ICE-lite and sends all its candidates at once, so we do too:
- * the offer goes out with every candidate in it, no trickle.
  */
 export function iceGatheringComplete(pc, timeoutMs = 2000) {
   if (pc.iceGatheringState === 'complete') {
@@ -91,8 +89,11 @@ function authHeaders(token) {
  * Throws an HTTPError for a non-2xx answer.
  */
 export async function negotiate(pc, url, token) {
+  // The offer goes out at once, without waiting for ICE gathering (a wait of
+  // 100 ms or more): the node is ICE-lite, so it learns this side's address
+  // from its connectivity checks, and the candidates gathered meanwhile follow
+  // in one trickle PATCH for servers that need them (RFC 9725 §4.3).
   await pc.setLocalDescription(await pc.createOffer());
-  await iceGatheringComplete(pc);
 
   const resp = await fetch(url, {
     method: 'POST',
@@ -114,7 +115,34 @@ export async function negotiate(pc, url, token) {
     endSession(sessionURL, token); // do not leave it on the server
     throw new Error(`the server's answer: ${err.message}`);
   }
+  trickleWhenGathered(pc, sessionURL, token);
   return sessionURL;
+}
+
+/**
+ * Once ICE gathering completes, sends this side's candidates to the session
+ * as an SDP fragment (RFC 8840). Best effort: a server without trickle
+ * support answers 405, which changes nothing.
+ */
+function trickleWhenGathered(pc, sessionURL, token) {
+  iceGatheringComplete(pc).then(() => {
+    const sdp = pc.localDescription?.sdp ?? '';
+    const lines = sdp.split('\r\n');
+    const first = lines.findIndex((l) => l.startsWith('m='));
+    if (first < 0) return;
+    const next = lines.findIndex((l, i) => i > first && l.startsWith('m='));
+    const media = lines.slice(first, next < 0 ? lines.length : next);
+    const pick = (prefix) => media.find((l) => l.startsWith(prefix)) ?? lines.find((l) => l.startsWith(prefix));
+    const candidates = media.filter((l) => l.startsWith('a=candidate:'));
+    if (candidates.length === 0) return;
+    const frag = [pick('a=ice-ufrag:'), pick('a=ice-pwd:'), media[0], pick('a=mid:'), ...candidates, 'a=end-of-candidates']
+      .filter(Boolean).join('\r\n') + '\r\n';
+    fetch(sessionURL, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', ...authHeaders(token) },
+      body: frag,
+    }).catch(() => {});
+  });
 }
 
 /**
