@@ -58,10 +58,16 @@ func (vt *viewerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParame
 	return codec, nil
 }
 
+// statsFlushEvery is how many packets a forwarding goroutine counts locally before adding them to
+// the server's shared counters, so viewers do not all write the same cache line per packet.
+const statsFlushEvery = 64
+
 // forward copies packets from the reader to the viewer until the reader ends.
 func (vt *viewerTrack) forward() {
 	r := vt.reader
 	var last *hub.Layer
+	var packets, bytes uint64
+	defer func() { vt.flushStats(&packets, &bytes) }()
 	for {
 		select {
 		case e := <-r.C():
@@ -81,11 +87,22 @@ func (vt *viewerTrack) forward() {
 				}
 				continue
 			}
-			vt.s.stats.PacketsOut.Add(1)
-			vt.s.stats.BytesOut.Add(uint64(n))
+			packets++
+			bytes += uint64(n)
+			if packets == statsFlushEvery {
+				vt.flushStats(&packets, &bytes)
+			}
 		case <-r.Done():
 			return
 		}
+	}
+}
+
+func (vt *viewerTrack) flushStats(packets, bytes *uint64) {
+	if *packets > 0 {
+		vt.s.stats.PacketsOut.Add(*packets)
+		vt.s.stats.BytesOut.Add(*bytes)
+		*packets, *bytes = 0, 0
 	}
 }
 
