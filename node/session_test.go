@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -123,4 +124,27 @@ func TestViewerThatVanishes(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	live.assertFlowing()
+}
+
+// TestPublicIPInAnswer: with --public-ip (1:1 NAT), the answer's host candidate carries the public
+// address instead of the bound one.
+func TestPublicIPInAnswer(t *testing.T) {
+	n := startNode(t, func(c *node.Config) { c.WebRTC.PublicIPs = []string{"127.0.0.77"} })
+	req, _ := http.NewRequest(http.MethodPost, n.HTTPURL()+"/whip/live/nat", strings.NewReader(offerSDP(t, rtctest.VP8)))
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST: %d %s", resp.StatusCode, body)
+	}
+	if !strings.Contains(string(body), " 127.0.0.77 ") {
+		t.Fatalf("answer does not announce the public IP:\n%s", body)
+	}
+	if strings.Contains(string(body), " 127.0.0.1 ") {
+		t.Fatalf("answer still announces the bound address:\n%s", body)
+	}
 }

@@ -170,9 +170,24 @@ func (s *Server) lookup(id string) session {
 	return s.sessions[id]
 }
 
-// go runs fn as a session goroutine that Close waits for.
-func (s *Server) goSession(fn func()) {
+// enter registers a session goroutine that Close waits for; it fails once Close has begun, so no
+// goroutine is added while Close waits. A true result must be paired with s.wg.Done.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
 	s.wg.Add(1)
+	return true
+}
+
+// goSession runs fn as a session goroutine that Close waits for; once Close has begun it does
+// nothing (Close ends every session itself).
+func (s *Server) goSession(fn func()) {
+	if !s.enter() {
+		return
+	}
 	go func() {
 		defer s.wg.Done()
 		fn()

@@ -151,7 +151,9 @@ func (ss *whipSession) trackFor(recv *webrtc.RTPReceiver) *hub.Track {
 // the hub until the session ends.
 func (ss *whipSession) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	<-ss.ready
-	ss.s.wg.Add(1)
+	if !ss.s.enter() {
+		return
+	}
 	defer ss.s.wg.Done()
 	track := ss.trackFor(recv)
 	if track == nil {
