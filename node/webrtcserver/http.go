@@ -83,8 +83,8 @@ func (s *Server) writeICEServers(w http.ResponseWriter) {
 	for _, srv := range s.cfg.ICEServers {
 		for _, u := range srv.URLs {
 			link := fmt.Sprintf(`<%s>; rel="ice-server"`, u)
-			if user, ok := srv.Credential.(string); ok && srv.Username != "" {
-				link += fmt.Sprintf(`; username=%q; credential=%q; credential-type="password"`, srv.Username, user)
+			if cred, ok := srv.Credential.(string); ok && srv.Username != "" {
+				link += fmt.Sprintf(`; username=%q; credential=%q; credential-type="password"`, srv.Username, cred)
 			}
 			w.Header().Add("Link", link)
 		}
