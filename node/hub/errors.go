@@ -9,6 +9,8 @@ var (
 	ErrStreamBusy = errors.New("stream is already being published")
 	// ErrNoTracks is returned when a publication declares no tracks.
 	ErrNoTracks = errors.New("publication has no tracks")
+	// ErrTooManyTracks is returned when a publication declares more than MaxTracks tracks.
+	ErrTooManyTracks = errors.New("too many tracks")
 	// ErrHubClosed is returned once the hub is closed.
 	ErrHubClosed = errors.New("hub closed")
 )

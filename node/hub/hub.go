@@ -14,6 +14,9 @@ import (
 // DefaultGrace is how long a stream waits for its publisher to come back.
 const DefaultGrace = 10 * time.Second
 
+// MaxTracks caps the tracks of one stream.
+const MaxTracks = 8
+
 // Config configures a Hub.
 type Config struct {
 	// Grace is how long a stream outlives its publisher, waiting for it to reconnect. Zero ends
@@ -61,6 +64,9 @@ func New(cfg Config, log *slog.Logger) *Hub {
 func (h *Hub) Publish(name streamname.Name, specs []TrackSpec) (*Publication, error) {
 	if len(specs) == 0 {
 		return nil, ErrNoTracks
+	}
+	if len(specs) > MaxTracks {
+		return nil, fmt.Errorf("%w: %d tracks, at most %d", ErrTooManyTracks, len(specs), MaxTracks)
 	}
 	h.mu.Lock()
 	if h.closed {

@@ -269,3 +269,31 @@ func TestStreamAccessors(t *testing.T) {
 		t.Error("KindOf is case-sensitive")
 	}
 }
+
+func TestTrackAndLayerLimits(t *testing.T) {
+	h := New(Config{}, nil)
+	defer h.Close()
+	specs := make([]TrackSpec, MaxTracks+1)
+	for i := range specs {
+		specs[i] = TrackSpec{Codec: webrtc.RTPCodecCapability{MimeType: "video/VP8", ClockRate: 90000}}
+	}
+	if _, err := h.Publish("live/many", specs); !errors.Is(err, ErrTooManyTracks) {
+		t.Fatalf("publish %d tracks: %v, want ErrTooManyTracks", len(specs), err)
+	}
+	pub, err := h.Publish("live/many", specs[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := pub.Stream().Tracks()[0]
+	for i := range MaxLayers {
+		if tr.Layer(fmt.Sprint("r", i)) == nil {
+			t.Fatalf("layer %d refused", i)
+		}
+	}
+	if l := tr.Layer("one-too-many"); l != nil {
+		t.Fatal("layer beyond MaxLayers accepted")
+	}
+	if tr.Layer("r0") == nil {
+		t.Fatal("existing layer no longer found")
+	}
+}

@@ -70,7 +70,12 @@ func (t *Track) Stream() *Stream { return t.stream }
 // Layers returns the track's layers in the order they appeared.
 func (t *Track) Layers() []*Layer { return *t.layers.Load() }
 
-// Layer returns the layer with the given RID, creating it if needed. Publishers call it.
+// MaxLayers caps the layers of one track, so a publisher cannot make the node track an unbounded
+// number of RTP streams.
+const MaxLayers = 8
+
+// Layer returns the layer with the given RID, creating it if needed, or nil when the track
+// already has MaxLayers layers. Publishers call it.
 func (t *Track) Layer(rid string) *Layer {
 	for _, l := range *t.layers.Load() {
 		if l.rid == rid {
@@ -84,8 +89,12 @@ func (t *Track) Layer(rid string) *Layer {
 			return l
 		}
 	}
-	l := newLayer(t, rid)
 	old := *t.layers.Load()
+	if len(old) >= MaxLayers {
+		t.mu.Unlock()
+		return nil
+	}
+	l := newLayer(t, rid)
 	next := append(append(make([]*Layer, 0, len(old)+1), old...), l)
 	t.layers.Store(&next)
 	var waiting []*Reader

@@ -41,6 +41,9 @@ func (s *Server) startWHIP(r *http.Request, w http.ResponseWriter) (*whipSession
 		return nil, "", aerr
 	}
 	media := chooseCodecs(o.parsed)
+	if len(media) > hub.MaxTracks {
+		return nil, "", errorf(http.StatusBadRequest, "too_many_tracks", fmt.Sprintf("the offer has %d audio and video sections, at most %d are accepted", len(media), hub.MaxTracks))
+	}
 	specs := make([]hub.TrackSpec, 0, len(media))
 	for i, m := range media {
 		if !m.ok {
@@ -165,6 +168,10 @@ func (ss *whipSession) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRecei
 		return
 	}
 	layer := track.Layer(remote.RID())
+	if layer == nil {
+		ss.log.Warn("too many simulcast layers: RTP stream ignored", "rid", remote.RID(), "max", hub.MaxLayers)
+		return
+	}
 	ssrc := uint32(remote.SSRC())
 	layer.SetKeyframeRequester(func() {
 		_ = ss.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
