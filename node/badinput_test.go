@@ -246,7 +246,12 @@ func TestBearerTokens(t *testing.T) {
 // the connect timeout, and that its stream does not linger.
 func TestPeerThatNeverConnects(t *testing.T) {
 	n := startNode(t, func(c *node.Config) { c.WebRTC.ConnectTimeout = 500 * time.Millisecond })
-	for _, path := range []string{"/whip/live/ghost"} {
+	// A stream for the ghost viewer, with no peer behind it.
+	pub, err := n.Hub().Publish("live/watched", []hub.TrackSpec{{Codec: rtctest.VP8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/whip/live/ghost", "/whep/live/watched"} {
 		req, _ := http.NewRequest(http.MethodPost, n.HTTPURL()+path, strings.NewReader(offerSDP(t, rtctest.VP8)))
 		req.Header.Set("Content-Type", "application/sdp")
 		resp, err := http.DefaultClient.Do(req)
@@ -258,19 +263,22 @@ func TestPeerThatNeverConnects(t *testing.T) {
 			t.Fatalf("POST %s: %d", path, resp.StatusCode)
 		}
 	}
-	if n.WebRTC().Stats().WHIPSessions.Load() != 1 {
-		t.Fatal("session not counted")
+	stats := n.WebRTC().Stats()
+	if stats.WHIPSessions.Load() != 1 || stats.WHEPSessions.Load() != 1 {
+		t.Fatal("sessions not counted")
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for n.WebRTC().Stats().WHIPSessions.Load() != 0 || len(n.Hub().Streams()) != 0 {
+	// Only the stream published through the hub remains, with no reader.
+	for stats.WHIPSessions.Load() != 0 || stats.WHEPSessions.Load() != 0 || len(n.Hub().Streams()) != 1 ||
+		pub.Stream().ReaderCount() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("ghost session not cleaned up: %d sessions, %d streams",
-				n.WebRTC().Stats().WHIPSessions.Load(), len(n.Hub().Streams()))
+			t.Fatalf("ghost sessions not cleaned up: %d WHIP, %d WHEP, %d streams, %d readers",
+				stats.WHIPSessions.Load(), stats.WHEPSessions.Load(), len(n.Hub().Streams()), pub.Stream().ReaderCount())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n.WebRTC().Stats().SessionsTimedOut.Load() != 1 {
-		t.Fatalf("timed-out sessions = %d, want 1", n.WebRTC().Stats().SessionsTimedOut.Load())
+	if stats.SessionsTimedOut.Load() != 2 {
+		t.Fatalf("timed-out sessions = %d, want 2", stats.SessionsTimedOut.Load())
 	}
 }
 
