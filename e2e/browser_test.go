@@ -143,6 +143,10 @@ func TestBrowserPublishAndWatch(t *testing.T) {
 			waitFor(t, watch, `sf.state === 'connected' && sf.stats.framesDecoded > 30`, 20*time.Second)
 			waitFor(t, watch, `sf.stats.totalSamplesReceived > 0`, 5*time.Second)
 
+			if tt.simulcast {
+				// Viewers get the highest layer (1280x720; the others are 640x360 and 320x180).
+				waitFor(t, watch, `sf.stats.frameWidth >= 1280`, 20*time.Second)
+			}
 			st := readSF(t, watch)
 			if got := st.Stats["videoCodec"]; got != "video/"+codec {
 				t.Errorf("viewer receives %v, want video/%s", got, codec)
