@@ -5,9 +5,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamfleet/streamfleet/node"
 )
 
 func TestNodeFlagErrors(t *testing.T) {
@@ -57,5 +61,46 @@ func TestDevURLs(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("dev output lacks %q", want)
 		}
+	}
+}
+
+func TestConfigFilePrecedence(t *testing.T) {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	cfg := node.DefaultConfig()
+	finish := nodeFlags(fs, &cfg)
+	fs.String("log-level", "info", "")
+	t.Setenv("STREAMFLEET_GRACE", "3s") // the environment beats the file
+	if err := fs.Parse([]string{"--config", "../../streamfleet.sample.conf", "--id", "from-flag"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := finish(); err != nil {
+		t.Fatalf("sample config: %v", err)
+	}
+	if cfg.ID != "from-flag" || cfg.Role != node.RoleOrigin || cfg.HTTPAddr != ":8080" || cfg.Grace != 3*time.Second {
+		t.Fatalf("precedence wrong: %+v", cfg)
+	}
+}
+
+func TestConfigFileErrors(t *testing.T) {
+	// A context that ends soon, so a config wrongly accepted cannot leave a node running.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	free := []string{"--http=127.0.0.1:0", "--ice-udp=127.0.0.1:0"}
+	bad := filepath.Join(t.TempDir(), "bad.conf")
+	for _, tc := range []struct{ text, want string }{
+		{"no-equals-sign\n", "want 'flag = value'"},
+		{"colour = blue\n", "unknown setting"},
+		{"grace = soon\n", "grace"},
+	} {
+		if err := os.WriteFile(bad, []byte(tc.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := runNode(ctx, append([]string{"--config", bad}, free...))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.text, err, tc.want)
+		}
+	}
+	if err := runNode(ctx, append([]string{"--config", "/nonexistent.conf"}, free...)); err == nil {
+		t.Error("a missing config file was accepted")
 	}
 }

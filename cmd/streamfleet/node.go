@@ -13,11 +13,13 @@ import (
 	"github.com/streamfleet/streamfleet/node"
 )
 
-// nodeFlags binds the flags shared by `node` and `dev` to a node configuration. Every flag can
-// also be set by an environment variable STREAMFLEET_<FLAG> (upper case, dashes as underscores).
+// nodeFlags binds the flags shared by `node` and `dev` to a node configuration. Each setting is
+// taken, from lowest to highest precedence, from the defaults, the --config file, an environment
+// variable STREAMFLEET_<FLAG> (upper case, dashes as underscores), and the command line.
 func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
 	role := string(cfg.Role)
-	var publicIPs, iceServers string
+	var publicIPs, iceServers, configFile string
+	fs.StringVar(&configFile, "config", "", "config file: one 'flag = value' per line, # comments (see streamfleet.sample.conf)")
 	fs.StringVar(&cfg.ID, "id", cfg.ID, "node id, in logs and metrics")
 	fs.StringVar(&role, "role", role, "origin, relay, edge or transcoder")
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP address: pages, WHIP, WHEP, /healthz, /metrics")
@@ -32,6 +34,11 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
 	return func() error {
 		if err := applyEnv(fs); err != nil {
 			return err
+		}
+		if configFile != "" {
+			if err := applyConfigFile(fs, configFile); err != nil {
+				return err
+			}
 		}
 		r, err := node.ParseRole(role)
 		if err != nil {
@@ -60,6 +67,38 @@ func applyEnv(fs *flag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// applyConfigFile sets, from a file of "flag = value" lines, every flag that neither the command
+// line nor the environment set. Blank lines and lines starting with # are skipped.
+func applyConfigFile(fs *flag.FlagSet, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true }) // command line, and environment via fs.Set
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, "=")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if !ok || name == "" {
+			return fmt.Errorf("%s:%d: want 'flag = value'", path, i+1)
+		}
+		if fs.Lookup(name) == nil || name == "config" {
+			return fmt.Errorf("%s:%d: unknown setting %q", path, i+1, name)
+		}
+		if set[name] {
+			continue
+		}
+		if err := fs.Set(name, value); err != nil {
+			return fmt.Errorf("%s:%d: %s: %w", path, i+1, name, err)
+		}
+	}
+	return nil
 }
 
 func splitList(s string) []string {
