@@ -33,7 +33,6 @@ type viewerTrack struct {
 	hdr      rtp.Header // scratch header of the forwarding goroutine
 	rtxMu    sync.Mutex
 	rtxHdr   rtp.Header // scratch header for retransmissions
-	remb     atomic.Uint64
 }
 
 func newViewerTrack(s *Server, t *hub.Track) (*viewerTrack, error) {
@@ -107,7 +106,7 @@ func (vt *viewerTrack) flushStats(packets, bytes *uint64) {
 }
 
 // readRTCP answers the viewer's feedback: keyframe requests go to the hub (coalesced there),
-// NACKs are answered from the layer's shared history, REMB is kept for layer selection.
+// NACKs are answered from the layer's shared history. (REMB, for ABR, is not used yet.)
 func (vt *viewerTrack) readRTCP() {
 	for {
 		pkts, _, err := vt.sender.ReadRTCP()
@@ -128,8 +127,6 @@ func (vt *viewerTrack) readRTCP() {
 						return true
 					})
 				}
-			case *rtcp.ReceiverEstimatedMaximumBitrate:
-				vt.remb.Store(uint64(p.Bitrate))
 			}
 		}
 	}

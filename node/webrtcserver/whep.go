@@ -3,10 +3,8 @@ package webrtcserver
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -20,24 +18,14 @@ const layerCheckInterval = time.Second
 
 // whepSession is one viewer.
 type whepSession struct {
-	s      *Server
-	sid    string
-	log    *slog.Logger
-	pc     *webrtc.PeerConnection
+	peer
 	stream *hub.Stream
 	tracks []*viewerTrack // the bound ones
-
-	connected chan struct{}
-	done      chan struct{}
-	once      sync.Once
-	added     atomic.Bool // registered with the server; before that, failures are the handler's
-	connOnce  sync.Once
+	done   chan struct{}
 
 	mu     sync.Mutex // guards closed and the tracks' readers
 	closed bool
 }
-
-func (vs *whepSession) id() string { return vs.sid }
 
 func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter) (*whepSession, string, *apiError) {
 	o, aerr := s.readOffer(w, r, s.cfg.PlayToken)
@@ -52,12 +40,7 @@ func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter) (*whepSession
 	if err != nil {
 		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
 	}
-	sid := newSessionID()
-	vs := &whepSession{
-		s: s, sid: sid, pc: pc, stream: stream,
-		log:       s.log.With("session", sid, "stream", o.name, "proto", "whep"),
-		connected: make(chan struct{}), done: make(chan struct{}),
-	}
+	vs := &whepSession{peer: newPeer(s, pc, "whep", o.name.String()), stream: stream, done: make(chan struct{})}
 	var all []*viewerTrack
 	for _, t := range stream.Tracks() {
 		vt, err := newViewerTrack(s, t)
@@ -70,7 +53,7 @@ func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter) (*whepSession
 		}
 		all = append(all, vt)
 	}
-	pc.OnConnectionStateChange(vs.onConnectionState)
+	vs.watchState(vs.close)
 	answer, aerr := negotiate(r.Context(), pc, o, nil)
 	if aerr != nil {
 		_ = pc.Close()
@@ -176,19 +159,6 @@ func (vs *whepSession) sayGoodbye() {
 	}
 	_ = vs.pc.WriteRTCP([]rtcp.Packet{bye})
 }
-
-func (vs *whepSession) onConnectionState(state webrtc.PeerConnectionState) {
-	switch state {
-	case webrtc.PeerConnectionStateConnected:
-		vs.connOnce.Do(func() { close(vs.connected) })
-	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-		if vs.added.Load() {
-			vs.s.goSession(func() { vs.close(false) })
-		}
-	}
-}
-
-func (vs *whepSession) addCandidates(frag string) error { return addTrickleCandidates(vs.pc, frag) }
 
 func (vs *whepSession) close(bool) {
 	vs.once.Do(func() {

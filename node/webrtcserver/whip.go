@@ -3,11 +3,8 @@ package webrtcserver
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -19,21 +16,12 @@ import (
 
 // whipSession is one publisher.
 type whipSession struct {
-	s     *Server
-	sid   string
-	log   *slog.Logger
-	pc    *webrtc.PeerConnection
+	peer
 	media []offeredMedia // the offer's m-lines, in hub track order
 
 	ready chan struct{} // closed once pub is set
 	pub   *hub.Publication
-
-	once      sync.Once
-	added     atomic.Bool // registered with the server; before that, failures are the handler's
-	connected chan struct{}
 }
-
-func (ss *whipSession) id() string { return ss.sid }
 
 func (s *Server) startWHIP(r *http.Request, w http.ResponseWriter) (*whipSession, string, *apiError) {
 	o, aerr := s.readOffer(w, r, s.cfg.PublishToken)
@@ -60,14 +48,9 @@ func (s *Server) startWHIP(r *http.Request, w http.ResponseWriter) (*whipSession
 	if err != nil {
 		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
 	}
-	sid := newSessionID()
-	ss := &whipSession{
-		s: s, sid: sid, pc: pc, media: media,
-		log:   s.log.With("session", sid, "stream", o.name, "proto", "whip"),
-		ready: make(chan struct{}), connected: make(chan struct{}),
-	}
+	ss := &whipSession{peer: newPeer(s, pc, "whip", o.name.String()), media: media, ready: make(chan struct{})}
 	pc.OnTrack(ss.onTrack)
-	pc.OnConnectionStateChange(ss.onConnectionState)
+	ss.watchState(ss.close)
 
 	answer, aerr := negotiate(r.Context(), pc, o, ss.preferCodecs)
 	if aerr != nil {
@@ -190,24 +173,6 @@ func (ss *whipSession) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPRecei
 		layer.WritePacket(&hub.Packet{Header: pkt.Header, Payload: pkt.Payload})
 	}
 }
-
-func (ss *whipSession) onConnectionState(state webrtc.PeerConnectionState) {
-	switch state {
-	case webrtc.PeerConnectionStateConnected:
-		select {
-		case <-ss.connected:
-		default:
-			close(ss.connected)
-			ss.log.Info("publisher connected")
-		}
-	case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-		if ss.added.Load() {
-			ss.s.goSession(func() { ss.close(false) })
-		}
-	}
-}
-
-func (ss *whipSession) addCandidates(frag string) error { return addTrickleCandidates(ss.pc, frag) }
 
 // close ends the session. A publisher that asked to stop (DELETE) ends its stream at once; one
 // that vanished leaves it waiting for the grace period.
