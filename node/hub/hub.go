@@ -22,6 +22,10 @@ type Config struct {
 	// Grace is how long a stream outlives its publisher, waiting for it to reconnect. Zero ends
 	// a stream as soon as its publisher leaves.
 	Grace time.Duration
+	// OnDerivedDemand, if set, is called when a derived track (Track.Source is not nil) gets its
+	// first reader, so whoever makes it (the transcoder) can start. It is called without any hub
+	// lock held and must not block.
+	OnDerivedDemand func(*Track)
 }
 
 // Hub holds a node's streams. It starts no goroutines of its own (only grace timers, stopped by
@@ -110,6 +114,7 @@ func (h *Hub) Publish(name streamname.Name, specs []TrackSpec) (*Publication, er
 	for i, spec := range specs {
 		s.tracks = append(s.tracks, newTrack(s, i, spec))
 	}
+	s.addDerivedTracks()
 	p := &Publication{stream: s}
 	s.publisher = p
 	h.streams[name] = s
@@ -119,7 +124,13 @@ func (h *Hub) Publish(name streamname.Name, specs []TrackSpec) (*Publication, er
 }
 
 func compatible(specs []TrackSpec, tracks []*Track) bool {
-	if len(specs) != len(tracks) {
+	n := 0
+	for _, t := range tracks {
+		if t.source == nil {
+			n++
+		}
+	}
+	if len(specs) != n {
 		return false
 	}
 	for i := range specs {

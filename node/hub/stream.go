@@ -1,10 +1,14 @@
 package hub
 
 import (
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/streamfleet/streamfleet/internal/streamname"
+	"github.com/streamfleet/streamfleet/node/rtpformat"
 )
 
 // Stream is a named set of tracks with at most one publisher at a time. It outlives its publisher
@@ -122,4 +126,23 @@ func (p *Publication) detach(now bool) {
 		s.mu.Unlock()
 		s.end()
 	})
+}
+
+// DerivedOpus is the codec of the Opus track the hub adds beside every AAC track, since WebRTC
+// viewers cannot play AAC.
+var DerivedOpus = webrtc.RTPCodecCapability{MimeType: rtpformat.MimeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}
+
+// addDerivedTracks appends a derived Opus track for each AAC track, within MaxTracks. The
+// transcoder fills it once it has a reader (Config.OnDerivedDemand).
+func (s *Stream) addDerivedTracks() {
+	for _, src := range s.tracks {
+		if len(s.tracks) >= MaxTracks {
+			return
+		}
+		if strings.EqualFold(src.codec.MimeType, rtpformat.MimeAAC) {
+			t := newTrack(s, len(s.tracks), TrackSpec{Codec: DerivedOpus})
+			t.source = src
+			s.tracks = append(s.tracks, t)
+		}
+	}
 }

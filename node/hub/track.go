@@ -44,6 +44,8 @@ type Track struct {
 	codec  webrtc.RTPCodecCapability
 	mime   string // codec.MimeType in lower case, for per-packet checks
 
+	source *Track // the track this one is made from, for a derived track
+
 	layers  atomic.Pointer[[]*Layer] // copy-on-write
 	mu      sync.Mutex               // guards layers writes and readers
 	readers map[*Reader]struct{}
@@ -63,6 +65,10 @@ func (t *Track) Codec() webrtc.RTPCodecCapability { return t.codec }
 
 // Index is the track's position in its stream.
 func (t *Track) Index() int { return t.index }
+
+// Source is, for a derived track, the published track it is made from (an Opus track transcoded
+// from an AAC one, for WebRTC viewers); nil for a track the publisher sends.
+func (t *Track) Source() *Track { return t.source }
 
 // Stream is the stream the track belongs to.
 func (t *Track) Stream() *Stream { return t.stream }
@@ -151,10 +157,16 @@ func (t *Track) NewReader(queue int) *Reader {
 	if !ended {
 		t.readers[r] = struct{}{}
 	}
+	first := len(t.readers) == 1
 	t.mu.Unlock()
 	if ended {
 		r.Close()
 		return r
+	}
+	if first && t.source != nil {
+		if fn := t.stream.hub.cfg.OnDerivedDemand; fn != nil {
+			fn(t)
+		}
 	}
 	if l := t.BestLayer(); l != nil {
 		r.SwitchLayer(l)

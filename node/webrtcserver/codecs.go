@@ -61,6 +61,15 @@ func supportedCodecs(withTWCC bool) []webrtc.RTPCodecParameters {
 	}
 }
 
+// sendable reports whether a WebRTC viewer can be sent a track of codec c.
+func sendable(c webrtc.RTPCodecCapability) bool {
+	switch strings.ToLower(c.MimeType) {
+	case strings.ToLower(mimeH264), strings.ToLower(mimeVP8), strings.ToLower(mimeVP9), strings.ToLower(mimeAV1), mimeOpus:
+		return true
+	}
+	return false
+}
+
 func registerCodecs(m *webrtc.MediaEngine, withTWCC bool) error {
 	for _, c := range supportedCodecs(withTWCC) {
 		kind := webrtc.RTPCodecTypeVideo

@@ -43,6 +43,9 @@ func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter) (*whepSession
 	vs := &whepSession{peer: newPeer(s, pc, "whep", o.name.String()), stream: stream, done: make(chan struct{})}
 	var all []*viewerTrack
 	for _, t := range stream.Tracks() {
+		if !sendable(t.Codec()) {
+			continue // AAC (its derived Opus track is sent instead), H265: not for browsers
+		}
 		vt, err := newViewerTrack(s, t)
 		if err == nil {
 			vt.sender, err = pc.AddTrack(vt)
