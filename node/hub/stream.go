@@ -46,6 +46,9 @@ func (s *Stream) Live() bool {
 	return s.publisher != nil
 }
 
+// Ended reports whether the stream has ended.
+func (s *Stream) Ended() bool { return s.isEnded() }
+
 func (s *Stream) isEnded() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
