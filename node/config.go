@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/streamfleet/streamfleet/node/webrtcserver"
+	"github.com/streamfleet/streamfleet/transcode"
 )
 
 // Role is what a node does in the cluster.
@@ -39,6 +40,8 @@ type Config struct {
 	HTTPAddr string
 	// WebRTC configures WHIP/WHEP, including the ICE UDP port.
 	WebRTC webrtcserver.Config
+	// Transcode configures the ffmpeg transcoders (AAC to Opus for WebRTC viewers).
+	Transcode transcode.Config
 	// Grace is how long a stream waits for its publisher to come back before it ends.
 	Grace time.Duration
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address. Keep it off on a node
@@ -55,6 +58,7 @@ func DefaultConfig() Config {
 		Role:            RoleOrigin,
 		HTTPAddr:        ":8080",
 		WebRTC:          webrtcserver.DefaultConfig(),
+		Transcode:       transcode.DefaultConfig(),
 		Grace:           10 * time.Second,
 		ShutdownTimeout: 5 * time.Second,
 	}
@@ -79,6 +83,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("shutdown timeout must be positive"))
 	}
 	if err := c.WebRTC.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Transcode.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/streamfleet/streamfleet/node/hub"
 	"github.com/streamfleet/streamfleet/node/webrtcserver"
+	"github.com/streamfleet/streamfleet/transcode"
 )
 
 // newRegistry builds the node's Prometheus registry. Every figure is read from the components'
@@ -40,4 +41,21 @@ func newRegistry(id string, role Role, h *hub.Hub, w *webrtcserver.Server) *prom
 	counter("webrtc_sessions_timed_out_total", "Sessions closed because the peer never connected.", ws.SessionsTimedOut.Load)
 	counter("webrtc_keyframe_requests_in_total", "PLI and FIR received from viewers.", ws.KeyframeRequestsIn.Load)
 	return reg
+}
+
+// registerTranscodeMetrics adds the transcoders' figures to reg.
+func registerTranscodeMetrics(reg *prometheus.Registry, id string, role Role, tc *transcode.Supervisor) {
+	labels := prometheus.Labels{"node": id, "role": string(role)}
+	st := tc.Stats()
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamfleet", Name: "transcoders_running",
+			Help: "Transcoders (one ffmpeg each) running now.", ConstLabels: labels},
+			func() float64 { return float64(st.Running.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "transcoder_starts_total",
+			Help: "ffmpeg processes started by transcoders.", ConstLabels: labels},
+			func() float64 { return float64(st.Started.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "transcoder_failures_total",
+			Help: "ffmpeg processes that died while needed or could not start.", ConstLabels: labels},
+			func() float64 { return float64(st.Failures.Load()) }),
+	)
 }

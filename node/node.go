@@ -17,6 +17,7 @@ import (
 
 	"github.com/streamfleet/streamfleet/node/hub"
 	"github.com/streamfleet/streamfleet/node/webrtcserver"
+	"github.com/streamfleet/streamfleet/transcode"
 	"github.com/streamfleet/streamfleet/web"
 )
 
@@ -25,9 +26,10 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 
-	hub    *hub.Hub
-	webrtc *webrtcserver.Server
-	mux    *http.ServeMux
+	hub        *hub.Hub
+	webrtc     *webrtcserver.Server
+	transcoder *transcode.Supervisor
+	mux        *http.ServeMux
 
 	listener net.Listener
 	server   *http.Server
@@ -47,14 +49,20 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("node", cfg.ID)
-	h := hub.New(hub.Config{Grace: cfg.Grace}, log)
+	tc, err := transcode.New(cfg.Transcode, log)
+	if err != nil {
+		return nil, err
+	}
+	h := hub.New(hub.Config{Grace: cfg.Grace, OnDerivedDemand: tc.Demand}, log)
 	w, err := webrtcserver.New(cfg.WebRTC, h, log)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, hub: h, webrtc: w, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: log, hub: h, webrtc: w, transcoder: tc, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
 	w.Register(n.mux)
-	n.mux.Handle("GET /metrics", promhttp.HandlerFor(newRegistry(cfg.ID, cfg.Role, h, w), promhttp.HandlerOpts{}))
+	reg := newRegistry(cfg.ID, cfg.Role, h, w)
+	registerTranscodeMetrics(reg, cfg.ID, cfg.Role, tc)
+	n.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	n.mux.HandleFunc("GET /healthz", n.handleHealth)
 	if cfg.Pprof {
 		n.mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -137,6 +145,7 @@ func (n *Node) Close() error {
 		if err := n.webrtc.Close(ctx); err != nil {
 			errs = append(errs, err)
 		}
+		n.transcoder.Close()
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
