@@ -29,6 +29,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
 	fs.StringVar(&cfg.WebRTC.PublishToken, "publish-token", "", "bearer token required to publish (empty: open)")
 	fs.StringVar(&cfg.WebRTC.PlayToken, "play-token", "", "bearer token required to play (empty: open)")
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go's profiler at /debug/pprof/ (keep off on public nodes)")
+	fs.StringVar(&cfg.Transcode.FFmpeg, "ffmpeg", cfg.Transcode.FFmpeg, "ffmpeg binary for transcoding (AAC to Opus for WebRTC viewers)")
 	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long a stream waits for its publisher to come back")
 	fs.DurationVar(&cfg.WebRTC.ConnectTimeout, "connect-timeout", cfg.WebRTC.ConnectTimeout, "drop a WebRTC peer that has not connected after this long")
 	return func() error {
