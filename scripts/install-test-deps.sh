@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: headless Chromium for the
-# end-to-end browser tests. Idempotent; needs root (or sudo) and Debian's package mirror.
+# end-to-end browser tests, ffmpeg/ffprobe (SRT, RTSP and the transcoder) and srt-tools
+# (srt-live-transmit). Idempotent; needs root (or sudo) and Debian's package mirror.
 set -euo pipefail
 
 need=()
 command -v chromium >/dev/null 2>&1 || [ -x /usr/lib/chromium/chromium ] || need+=(chromium)
+command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+command -v srt-live-transmit >/dev/null 2>&1 || need+=(srt-tools)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "test dependencies present"
