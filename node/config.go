@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/streamfleet/streamfleet/node/rtspserver"
 	"github.com/streamfleet/streamfleet/node/webrtcserver"
 	"github.com/streamfleet/streamfleet/transcode"
 )
@@ -40,6 +41,9 @@ type Config struct {
 	HTTPAddr string
 	// WebRTC configures WHIP/WHEP, including the ICE UDP port.
 	WebRTC webrtcserver.Config
+	// RTSP configures RTSP publish and read (TCP, and UDP unicast); an empty Addr disables it. Its
+	// tokens are taken from WebRTC.PublishToken and PlayToken.
+	RTSP rtspserver.Config
 	// Transcode configures the ffmpeg transcoders (AAC to Opus for WebRTC viewers).
 	Transcode transcode.Config
 	// Grace is how long a stream waits for its publisher to come back before it ends.
@@ -59,6 +63,7 @@ func DefaultConfig() Config {
 		HTTPAddr:        ":8080",
 		WebRTC:          webrtcserver.DefaultConfig(),
 		Transcode:       transcode.DefaultConfig(),
+		RTSP:            rtspserver.DefaultConfig(),
 		Grace:           10 * time.Second,
 		ShutdownTimeout: 5 * time.Second,
 	}
@@ -86,6 +91,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Transcode.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.RTSP.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

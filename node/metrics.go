@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/streamfleet/streamfleet/node/hub"
+	"github.com/streamfleet/streamfleet/node/rtspserver"
 	"github.com/streamfleet/streamfleet/node/webrtcserver"
 	"github.com/streamfleet/streamfleet/transcode"
 )
@@ -58,4 +59,44 @@ func registerTranscodeMetrics(reg *prometheus.Registry, id string, role Role, tc
 			Help: "ffmpeg processes that died while needed or could not start.", ConstLabels: labels},
 			func() float64 { return float64(st.Failures.Load()) }),
 	)
+}
+
+// registerRTSPMetrics adds the RTSP server's figures to reg.
+func registerRTSPMetrics(reg *prometheus.Registry, id string, role Role, rs *rtspserver.Server) {
+	labels := prometheus.Labels{"node": id, "role": string(role)}
+	st := rs.Stats()
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamfleet", Name: "rtsp_sessions",
+			Help: "Open RTSP sessions by direction: publish (RECORD) or read (PLAY).", ConstLabels: mergeLabels(labels, "direction", "publish")},
+			func() float64 { return float64(st.PublishSessions.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamfleet", Name: "rtsp_sessions",
+			Help: "Open RTSP sessions by direction: publish (RECORD) or read (PLAY).", ConstLabels: mergeLabels(labels, "direction", "read")},
+			func() float64 { return float64(st.ReadSessions.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "rtsp_sessions_rejected_total",
+			Help: "RTSP requests refused: bad stream name, token, SDP or codec, busy or unknown stream.", ConstLabels: labels},
+			func() float64 { return float64(st.SessionsRejected.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamfleet", Name: "rtsp_streams",
+			Help: "RTSP server streams open: one per hub stream with RTSP readers, however many readers.", ConstLabels: labels},
+			func() float64 { return float64(st.ServerStreams.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "rtsp_packets_in_total",
+			Help: "RTP packets received from RTSP publishers.", ConstLabels: labels},
+			func() float64 { return float64(st.PacketsIn.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "rtsp_packets_out_total",
+			Help: "RTP packets written to RTSP server streams (once per stream, not per reader).", ConstLabels: labels},
+			func() float64 { return float64(st.PacketsOut.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "rtsp_h264_parameter_sets_inserted_total",
+			Help: "SPS/PPS packets inserted before H264 IDRs that arrived without them.", ConstLabels: labels},
+			func() float64 { return float64(st.ParamSetsAdded.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "rtsp_reader_queue_drops_total",
+			Help: "Packets RTSP readers lost because their write queue was full.", ConstLabels: labels},
+			func() float64 { return float64(st.ReaderQueueFull.Load()) }),
+	)
+}
+
+func mergeLabels(base prometheus.Labels, k, v string) prometheus.Labels {
+	out := prometheus.Labels{k: v}
+	for bk, bv := range base {
+		out[bk] = bv
+	}
+	return out
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/streamfleet/streamfleet/node/hub"
+	"github.com/streamfleet/streamfleet/node/rtspserver"
 	"github.com/streamfleet/streamfleet/node/webrtcserver"
 	"github.com/streamfleet/streamfleet/transcode"
 	"github.com/streamfleet/streamfleet/web"
@@ -29,6 +30,7 @@ type Node struct {
 	hub        *hub.Hub
 	webrtc     *webrtcserver.Server
 	transcoder *transcode.Supervisor
+	rtsp       *rtspserver.Server
 	mux        *http.ServeMux
 
 	listener net.Listener
@@ -58,10 +60,17 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, hub: h, webrtc: w, transcoder: tc, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
+	rtspCfg := cfg.RTSP
+	rtspCfg.PublishToken, rtspCfg.PlayToken = cfg.WebRTC.PublishToken, cfg.WebRTC.PlayToken
+	rs, err := rtspserver.New(rtspCfg, h, log)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, hub: h, webrtc: w, transcoder: tc, rtsp: rs, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
 	w.Register(n.mux)
 	reg := newRegistry(cfg.ID, cfg.Role, h, w)
 	registerTranscodeMetrics(reg, cfg.ID, cfg.Role, tc)
+	registerRTSPMetrics(reg, cfg.ID, cfg.Role, rs)
 	n.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	n.mux.HandleFunc("GET /healthz", n.handleHealth)
 	if cfg.Pprof {
@@ -79,6 +88,10 @@ func (n *Node) Start(ctx context.Context) error {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", n.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", n.cfg.HTTPAddr, err)
+	}
+	if err := n.rtsp.Start(ctx); err != nil {
+		ln.Close()
+		return err
 	}
 	n.listener = ln
 	n.started = time.Now()
@@ -107,6 +120,12 @@ func (n *Node) HTTPURL() string {
 	}
 	return "http://" + n.listener.Addr().String()
 }
+
+// RTSPAddr is the TCP address RTSP listens on, or nil when RTSP is disabled or not started.
+func (n *Node) RTSPAddr() net.Addr { return n.rtsp.Addr() }
+
+// RTSP is the node's RTSP server.
+func (n *Node) RTSP() *rtspserver.Server { return n.rtsp }
 
 // ICEUDPAddr is the UDP address every WebRTC session uses.
 func (n *Node) ICEUDPAddr() net.Addr { return n.webrtc.ICEUDPAddr() }
@@ -142,6 +161,9 @@ func (n *Node) Close() error {
 			}
 		}
 		n.hub.Close()
+		if err := n.rtsp.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
 		if err := n.webrtc.Close(ctx); err != nil {
 			errs = append(errs, err)
 		}

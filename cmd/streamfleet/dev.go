@@ -18,12 +18,28 @@ func runDev(ctx context.Context, args []string) error {
 	cfg.ID = "dev-origin"
 	cfg.HTTPAddr = "127.0.0.1:8080"
 	cfg.WebRTC.ICEUDPAddr = "127.0.0.1:8189"
+	cfg.RTSP.Addr, cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "127.0.0.1:8554", "127.0.0.1:8000", "127.0.0.1:8001"
 	return serveNode(ctx, "dev", cfg, args, func(n *node.Node) {
-		printDevURLs(os.Stdout, n.HTTPURL(), n.ICEUDPAddr().String())
+		var extra []string
+		if a := n.RTSPAddr(); a != nil {
+			extra = append(extra, rtspDevLines(a.String())...)
+		}
+		printDevURLs(os.Stdout, n.HTTPURL(), n.ICEUDPAddr().String(), extra...)
 	})
 }
 
-func printDevURLs(w io.Writer, base, iceUDP string) {
+// rtspDevLines are the RTSP lines of the dev banner: the URL, an ffmpeg publish and an ffplay read.
+func rtspDevLines(addr string) []string {
+	u := "rtsp://" + addr + "/live/test"
+	return []string{
+		"  RTSP           " + u + "   (publish: ANNOUNCE/RECORD, read: DESCRIBE/PLAY)",
+		"    ffmpeg -re -f lavfi -i testsrc=size=640x360:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 30 -pix_fmt yuv420p -c:a aac -f rtsp -rtsp_transport tcp " + u,
+		"    ffplay -rtsp_transport tcp " + u,
+	}
+}
+
+// printDevURLs prints the dev banner; extra lines (other protocols' URLs) go after the WebRTC ones.
+func printDevURLs(w io.Writer, base, iceUDP string, extra ...string) {
 	const stream = "live/test"
 	lines := []string{
 		"streamfleet dev is running. Open these:",
@@ -38,9 +54,14 @@ func printDevURLs(w io.Writer, base, iceUDP string) {
 		"  metrics        " + base + "/metrics",
 		"  ICE (UDP)      " + iceUDP,
 		"",
-		"  load test      streamfleet loadtest --server " + base + " --subscribers 50",
+	}
+	if len(extra) > 0 {
+		lines = append(append(lines, extra...), "")
+	}
+	lines = append(lines,
+		"  load test      streamfleet loadtest --server "+base+" --subscribers 50",
 		"",
 		"Press Ctrl-C to stop.",
-	}
+	)
 	fmt.Fprintln(w, strings.Join(lines, "\n"))
 }

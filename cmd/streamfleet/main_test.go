@@ -47,7 +47,7 @@ func TestNodeFlagErrors(t *testing.T) {
 func TestNodeRunsUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	err := runNode(ctx, []string{"--http=127.0.0.1:0", "--ice-udp=127.0.0.1:0", "--log-level=error"})
+	err := runNode(ctx, []string{"--http=127.0.0.1:0", "--ice-udp=127.0.0.1:0", "--rtsp=127.0.0.1:0", "--rtsp-udp-rtp=127.0.0.1:0", "--rtsp-udp-rtcp=127.0.0.1:0", "--log-level=error"})
 	if err != nil {
 		t.Fatalf("node: %v", err)
 	}
@@ -55,9 +55,10 @@ func TestNodeRunsUntilCancelled(t *testing.T) {
 
 func TestDevURLs(t *testing.T) {
 	var b bytes.Buffer
-	printDevURLs(&b, "http://127.0.0.1:8080", "127.0.0.1:8189")
+	printDevURLs(&b, "http://127.0.0.1:8080", "127.0.0.1:8189", rtspDevLines("127.0.0.1:8554")...)
 	for _, want := range []string{"/publish?stream=live/test", "/watch?stream=live/test", "POST http://127.0.0.1:8080/whip/live/test",
-		"POST http://127.0.0.1:8080/whep/live/test", "/metrics", "/healthz", "127.0.0.1:8189"} {
+		"POST http://127.0.0.1:8080/whep/live/test", "/metrics", "/healthz", "127.0.0.1:8189",
+		"rtsp://127.0.0.1:8554/live/test", "-f rtsp"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("dev output lacks %q", want)
 		}
@@ -85,7 +86,7 @@ func TestConfigFileErrors(t *testing.T) {
 	// A context that ends soon, so a config wrongly accepted cannot leave a node running.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	free := []string{"--http=127.0.0.1:0", "--ice-udp=127.0.0.1:0"}
+	free := []string{"--http=127.0.0.1:0", "--ice-udp=127.0.0.1:0", "--rtsp=127.0.0.1:0", "--rtsp-udp-rtp=127.0.0.1:0", "--rtsp-udp-rtcp=127.0.0.1:0"}
 	bad := filepath.Join(t.TempDir(), "bad.conf")
 	for _, tc := range []struct{ text, want string }{
 		{"no-equals-sign\n", "want 'flag = value'"},
