@@ -22,8 +22,9 @@ func runLoadtest(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: streamfleet loadtest [flags]\n\n"+
-			"Publishes synthetic H264 + Opus over WHIP and plays it with N WHEP subscribers,\n"+
-			"reporting time to first frame, delay, loss, and the CPU and memory of --pid processes.\n\nflags:\n")
+			"Publishes synthetic H264 + Opus over WHIP (or SRT) and plays it with N WHEP (or SRT or RTSP)\n"+
+			"subscribers, reporting time to first frame, delay, loss, and the CPU and memory of --pid\n"+
+			"processes.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.Server, "server", cfg.Server, "base `URL` of the server (WHIP at /whip/{stream}, WHEP at /whep/{stream})")
@@ -37,6 +38,13 @@ func runLoadtest(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "per-session limit for HTTP, ICE and DTLS setup")
 	fs.BoolVar(&cfg.NoPublish, "no-publish", false, "only subscribe, to an existing stream")
 	fs.BoolVar(&cfg.ReceiverReports, "receiver-reports", false, "subscribers send RTCP receiver reports")
+	fs.StringVar(&cfg.Ingest, "ingest", loadtest.ProtoWHIP, "how the publisher sends: whip, or srt (MPEG-TS to --srt)")
+	fs.StringVar(&cfg.Protocol, "protocol", loadtest.ProtoWHEP, "how subscribers read: whep, srt (from --srt) or rtsp (from --rtsp)")
+	fs.StringVar(&cfg.SRT, "srt", "127.0.0.1:9000", "the server's SRT `host:port`")
+	fs.StringVar(&cfg.SRTPassphrase, "srt-passphrase", "", "SRT passphrase")
+	fs.DurationVar(&cfg.SRTLatency, "srt-latency", 0, "SRT latency of every SRT session (0: SRT's default, 120ms)")
+	fs.StringVar(&cfg.RTSP, "rtsp", "127.0.0.1:8554", "the server's RTSP `host:port`")
+	fs.BoolVar(&cfg.RTSPUDP, "rtsp-udp", false, "RTSP subscribers receive over UDP instead of TCP")
 	var pids pidList
 	fs.Var(&pids, "pid", "server process `pid` to sample CPU and memory of (repeatable, or a comma list)")
 	jsonPath := fs.String("json", "", "also write the report as JSON to `file`")

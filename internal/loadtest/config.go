@@ -55,6 +55,44 @@ type Config struct {
 	NoPublish bool
 	// ReceiverReports makes subscribers send RTCP receiver reports (one more interceptor each).
 	ReceiverReports bool
+
+	// Ingest is how the publisher sends: "whip" (default) or "srt" (MPEG-TS).
+	Ingest string
+	// Protocol is how subscribers read: "whep" (default), "srt" (MPEG-TS) or "rtsp".
+	Protocol string
+	// SRT is the host:port of the server's SRT listener, for SRT ingest or subscribers.
+	SRT string
+	// SRTPassphrase encrypts SRT sessions when set.
+	SRTPassphrase string
+	// SRTLatency is the SRT latency (receiver buffer) of every SRT session; 0 keeps SRT's 120 ms.
+	SRTLatency time.Duration
+	// RTSP is the host:port of the server's RTSP listener, for RTSP subscribers.
+	RTSP string
+	// RTSPUDP makes RTSP subscribers receive over UDP instead of interleaved TCP.
+	RTSPUDP bool
+}
+
+// Protocols.
+const (
+	ProtoWHIP = "whip"
+	ProtoWHEP = "whep"
+	ProtoSRT  = "srt"
+	ProtoRTSP = "rtsp"
+)
+
+// ingest and protocol return the publisher's and the subscribers' protocols, defaults applied.
+func (c Config) ingest() string {
+	if c.Ingest == "" {
+		return ProtoWHIP
+	}
+	return c.Ingest
+}
+
+func (c Config) protocol() string {
+	if c.Protocol == "" {
+		return ProtoWHEP
+	}
+	return c.Protocol
 }
 
 // DefaultConfig returns the defaults of the loadtest command.
@@ -103,6 +141,28 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: duration must be positive", ErrInvalidConfig)
 	case c.ConnectTimeout <= 0:
 		return fmt.Errorf("%w: connect timeout must be positive", ErrInvalidConfig)
+	}
+	switch c.ingest() {
+	case ProtoWHIP:
+	case ProtoSRT:
+		if c.SRT == "" {
+			return fmt.Errorf("%w: SRT ingest needs the server's SRT address", ErrInvalidConfig)
+		}
+	default:
+		return fmt.Errorf("%w: ingest %q (want whip or srt)", ErrInvalidConfig, c.Ingest)
+	}
+	switch c.protocol() {
+	case ProtoWHEP:
+	case ProtoSRT:
+		if c.SRT == "" {
+			return fmt.Errorf("%w: SRT subscribers need the server's SRT address", ErrInvalidConfig)
+		}
+	case ProtoRTSP:
+		if c.RTSP == "" {
+			return fmt.Errorf("%w: RTSP subscribers need the server's RTSP address", ErrInvalidConfig)
+		}
+	default:
+		return fmt.Errorf("%w: protocol %q (want whep, srt or rtsp)", ErrInvalidConfig, c.Protocol)
 	}
 	for _, pid := range c.PIDs {
 		if pid <= 0 {

@@ -82,22 +82,30 @@ func newH264Generator(bitrate Bitrate, fps, gopFrames int, seed uint64) *h264Gen
 // on the last one. A keyframe starts every GOP, or now when forceKeyframe is set (which restarts
 // the GOP, as encoders do on a keyframe request). The payloads are valid until the next call.
 func (g *h264Generator) nextFrame(forceKeyframe bool) (payloads [][]byte, keyframe bool) {
+	nals, keyframe := g.nextAccessUnit(forceKeyframe)
+	g.buf = g.buf[:0]
+	g.packets = g.packets[:0]
+	if keyframe {
+		g.appendSTAPA(nals[0], nals[1])
+	}
+	g.appendNAL(nals[len(nals)-1])
+	return g.packets, keyframe
+}
+
+// nextAccessUnit returns the NAL units of the next frame, for a publisher that sends access units
+// rather than RTP (MPEG-TS over SRT): SPS, PPS and the IDR slice for a keyframe, one slice
+// otherwise. The slice is valid until the next call; its last bytes are free for a stamp.
+func (g *h264Generator) nextAccessUnit(forceKeyframe bool) (nals [][]byte, keyframe bool) {
 	if forceKeyframe {
 		g.frame = 0
 	}
 	keyframe = g.frame == 0
 	g.frame = (g.frame + 1) % g.gopFrames
-	g.buf = g.buf[:0]
-	g.packets = g.packets[:0]
-
 	if keyframe {
 		size := g.jitter(g.keyBytes) - len(h264SPS) - len(h264PPS) - 5
-		g.appendSTAPA(h264SPS, h264PPS)
-		g.appendNAL(g.buildNAL(idrPrefix, max(size, minNALSize)))
-	} else {
-		g.appendNAL(g.buildNAL(slicePrefix, max(g.jitter(g.deltaBytes), minNALSize)))
+		return [][]byte{h264SPS, h264PPS, g.buildNAL(idrPrefix, max(size, minNALSize))}, true
 	}
-	return g.packets, keyframe
+	return [][]byte{g.buildNAL(slicePrefix, max(g.jitter(g.deltaBytes), minNALSize))}, false
 }
 
 // jitter returns n varied uniformly by ±10 %.

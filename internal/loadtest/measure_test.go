@@ -23,6 +23,16 @@ func TestStampRoundTrip(t *testing.T) {
 		t.Error("writeStamp touched bytes before the stamp")
 	}
 
+	if bytes.IndexByte(payload[40-stampSize:], 0) >= 0 {
+		t.Error("a stamp has a zero byte: it could form an H264 start code in Annex B")
+	}
+	for _, v := range []int64{0, 1, 1 << 62, now} {
+		p := make([]byte, 20)
+		writeStamp(p, v)
+		if got, ok := readStamp(p); !ok || got != v {
+			t.Errorf("stamp %d read back as %d, %v", v, got, ok)
+		}
+	}
 	short := make([]byte, stampSize)
 	if writeStamp(short, now) {
 		t.Error("writeStamp accepted a payload with no room for a header byte")

@@ -229,8 +229,12 @@ type publisherSnapshot struct {
 	writeErrors                            uint64
 }
 
-func (p *publisher) snapshot() publisherSnapshot {
-	c := &p.counters
+// Failed reports whether the connection failed after it was up.
+func (p *publisher) Failed() bool { return p.failed.Load() }
+
+func (p *publisher) snapshot() publisherSnapshot { return p.counters.snapshot() }
+
+func (c *publisherCounters) snapshot() publisherSnapshot {
 	return publisherSnapshot{
 		at:               time.Now(),
 		videoPackets:     c.videoPackets.Load(),

@@ -69,6 +69,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	return r.execute(ctx, pubAPI)
 }
 
+// mediaPublisher is the publisher of a run: WHIP (publisher) or SRT (srtPublisher).
+type mediaPublisher interface {
+	Close(ctx context.Context)
+	snapshot() publisherSnapshot
+	// Failed reports whether the publisher's connection failed after it was up.
+	Failed() bool
+}
+
 // run is the state of one Run call. Only the goroutine of execute touches its fields, except
 // measuring (read by every track reader) and failures (counted by connect goroutines).
 type run struct {
@@ -78,7 +86,7 @@ type run struct {
 	subAPI    *webrtc.API
 	measuring atomic.Bool
 	failures  atomic.Int64
-	pub       *publisher
+	pub       mediaPublisher
 	subs      []*subscriber
 	stopped   bool
 }
@@ -96,7 +104,13 @@ type window struct {
 func (r *run) execute(ctx context.Context, pubAPI *webrtc.API) (*Report, error) {
 	w := window{started: time.Now()}
 	if !r.cfg.NoPublish {
-		pub, err := startPublisher(ctx, r.cfg, pubAPI, r.sig, r.log)
+		var pub mediaPublisher
+		var err error
+		if r.cfg.ingest() == ProtoSRT {
+			pub, err = startSRTPublisher(r.cfg, r.log)
+		} else {
+			pub, err = startPublisher(ctx, r.cfg, pubAPI, r.sig, r.log)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -154,7 +168,15 @@ func (r *run) ramp(ctx context.Context) error {
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
 			defer cancel()
-			if s.setupErr = s.connect(cctx, r.subAPI, endpoint); s.setupErr != nil && ctx.Err() == nil {
+			switch r.cfg.protocol() {
+			case ProtoSRT:
+				s.setupErr = s.connectSRT(r.cfg)
+			case ProtoRTSP:
+				s.setupErr = s.connectRTSP(r.cfg)
+			default:
+				s.setupErr = s.connect(cctx, r.subAPI, endpoint)
+			}
+			if s.setupErr != nil && ctx.Err() == nil {
 				level := slog.LevelDebug
 				if r.failures.Add(1) <= 5 {
 					level = slog.LevelWarn

@@ -16,13 +16,15 @@ import (
 // pliRetry is how often a subscriber that has not seen a keyframe asks for one again.
 const pliRetry = 2 * time.Second
 
-// subscriber is one WHEP viewer: a recvonly video and audio PeerConnection whose track readers
-// count packets, losses and delays while the shared measuring flag is set.
+// subscriber is one viewer: a WHEP recvonly video and audio PeerConnection, or an SRT or RTSP
+// reader, whose track readers count packets, losses and delays while the shared measuring flag is
+// set.
 type subscriber struct {
 	id        int
 	sig       *signaler
 	measuring *atomic.Bool
 	pc        *webrtc.PeerConnection
+	closeFn   func() error // ends an SRT or RTSP reader
 
 	// Set by connect, read after it returns.
 	neg      negotiation
@@ -106,6 +108,11 @@ func (s *subscriber) close(ctx context.Context) error {
 	s.closing = true
 	s.mu.Unlock()
 	var errs []error
+	if s.closeFn != nil {
+		if err := s.closeFn(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := s.sig.remove(ctx, s.neg.location); err != nil {
 		errs = append(errs, fmt.Errorf("end WHEP session: %w", err))
 	}
@@ -139,15 +146,15 @@ func (s *subscriber) readTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver)
 	}
 	defer s.wg.Done()
 	isVideo := track.Kind() == webrtc.RTPCodecTypeVideo
-	stats := &s.audio
-	if isVideo {
-		stats = &s.video
-	}
 	keyframeStart := h264KeyframeStart
 	if strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeVP8) {
 		keyframeStart = vp8KeyframeStart
 	}
 	var lastPLI time.Time
+	ssrc := uint32(track.SSRC())
+	requestKeyframe := func() {
+		_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	}
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := track.Read(buf)
@@ -158,25 +165,36 @@ func (s *subscriber) readTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver)
 		if !ok {
 			continue
 		}
-		now := time.Now()
-		if isVideo && s.firstKeyframe.Load() == 0 {
-			s.awaitKeyframe(track, payload, keyframeStart, now, &lastPLI)
+		s.onRTP(isVideo, seq, payload, keyframeStart, &lastPLI, requestKeyframe)
+	}
+}
+
+// onRTP measures one RTP packet of a WHEP or RTSP subscriber.
+func (s *subscriber) onRTP(isVideo bool, seq uint16, payload []byte, keyframeStart func([]byte) bool,
+	lastPLI *time.Time, requestKeyframe func(),
+) {
+	now := time.Now()
+	stats := &s.audio
+	if isVideo {
+		stats = &s.video
+		if s.firstKeyframe.Load() == 0 {
+			s.awaitKeyframe(payload, keyframeStart, now, lastPLI, requestKeyframe)
 		}
-		if !s.measuring.Load() {
-			continue
-		}
-		stats.seq.add(seq)
-		if sent, ok := readStamp(payload); ok {
-			stats.delay.record(time.Duration(now.UnixNano() - sent))
-		}
+	}
+	if !s.measuring.Load() {
+		return
+	}
+	stats.seq.add(seq)
+	if sent, ok := readStamp(payload); ok {
+		stats.delay.record(time.Duration(now.UnixNano() - sent))
 	}
 }
 
 // awaitKeyframe runs on video packets until the first keyframe: it records the time to first
 // frame and to first keyframe, and asks for a keyframe with a PLI, as a browser would, when the
 // stream does not start with one.
-func (s *subscriber) awaitKeyframe(track *webrtc.TrackRemote, payload []byte, keyframeStart func([]byte) bool,
-	now time.Time, lastPLI *time.Time,
+func (s *subscriber) awaitKeyframe(payload []byte, keyframeStart func([]byte) bool, now time.Time, lastPLI *time.Time,
+	requestKeyframe func(),
 ) {
 	since := max(1, now.UnixNano()-s.postedAt.Load())
 	s.firstVideo.CompareAndSwap(0, since)
@@ -188,5 +206,5 @@ func (s *subscriber) awaitKeyframe(track *webrtc.TrackRemote, payload []byte, ke
 		return
 	}
 	*lastPLI = now
-	_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(track.SSRC())}})
+	requestKeyframe()
 }

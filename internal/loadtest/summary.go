@@ -59,7 +59,7 @@ func (r *run) report(w *window) *Report {
 	rep.LossPercent = lossPercent(rep.Video.Packets+rep.Audio.Packets, rep.Video.Lost+rep.Audio.Lost)
 
 	if !r.cfg.NoPublish {
-		rep.Publisher = publisherStats(w.pubFirst, w.pubLast, r.pub.failed.Load())
+		rep.Publisher = publisherStats(w.pubFirst, w.pubLast, r.pub.Failed())
 	}
 	forwarded := rep.Video.Packets + rep.Audio.Packets
 	var total ProcessUsage
