@@ -65,6 +65,7 @@ func BenchmarkBrowserTimeToFirstFrame(bm *testing.B) {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.WebRTC.ICEUDPAddr = "127.0.0.1:0"
 	cfg.RTSP.Addr, cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.SRT.Addr = "127.0.0.1:0"
 	n, err := node.New(cfg, nil)
 	if err != nil {
 		bm.Fatal(err)

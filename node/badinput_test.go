@@ -296,6 +296,7 @@ func FuzzOffer(f *testing.F) {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.WebRTC.ICEUDPAddr = "127.0.0.1:0"
 	cfg.RTSP.Addr, cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.SRT.Addr = "127.0.0.1:0"
 	cfg.WebRTC.ConnectTimeout = 200 * time.Millisecond
 	n, err := node.New(cfg, nil)
 	if err != nil {

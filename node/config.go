@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/streamfleet/streamfleet/node/rtspserver"
+	"github.com/streamfleet/streamfleet/node/srtserver"
 	"github.com/streamfleet/streamfleet/node/webrtcserver"
 	"github.com/streamfleet/streamfleet/transcode"
 )
@@ -44,6 +45,9 @@ type Config struct {
 	// RTSP configures RTSP publish and read (TCP, and UDP unicast); an empty Addr disables it. Its
 	// tokens are taken from WebRTC.PublishToken and PlayToken.
 	RTSP rtspserver.Config
+	// SRT configures SRT publish and read (MPEG-TS); an empty Addr disables it. Its tokens are
+	// taken from WebRTC.PublishToken and PlayToken.
+	SRT srtserver.Config
 	// Transcode configures the ffmpeg transcoders (AAC to Opus for WebRTC viewers).
 	Transcode transcode.Config
 	// Grace is how long a stream waits for its publisher to come back before it ends.
@@ -64,6 +68,7 @@ func DefaultConfig() Config {
 		WebRTC:          webrtcserver.DefaultConfig(),
 		Transcode:       transcode.DefaultConfig(),
 		RTSP:            rtspserver.DefaultConfig(),
+		SRT:             srtserver.DefaultConfig(),
 		Grace:           10 * time.Second,
 		ShutdownTimeout: 5 * time.Second,
 	}
@@ -91,6 +96,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Transcode.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.SRT.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.RTSP.Validate(); err != nil {

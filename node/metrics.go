@@ -6,6 +6,7 @@ import (
 
 	"github.com/streamfleet/streamfleet/node/hub"
 	"github.com/streamfleet/streamfleet/node/rtspserver"
+	"github.com/streamfleet/streamfleet/node/srtserver"
 	"github.com/streamfleet/streamfleet/node/webrtcserver"
 	"github.com/streamfleet/streamfleet/transcode"
 )
@@ -91,6 +92,52 @@ func registerRTSPMetrics(reg *prometheus.Registry, id string, role Role, rs *rts
 			Help: "Packets RTSP readers lost because their write queue was full.", ConstLabels: labels},
 			func() float64 { return float64(st.ReaderQueueFull.Load()) }),
 	)
+}
+
+// registerSRTMetrics adds the SRT server's and its MPEG-TS conversion's figures to reg.
+func registerSRTMetrics(reg *prometheus.Registry, id string, role Role, ss *srtserver.Server) {
+	labels := prometheus.Labels{"node": id, "role": string(role)}
+	st := ss.Stats()
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamfleet", Name: "srt_sessions",
+			Help: "Open SRT sessions by direction: publish or read.", ConstLabels: mergeLabels(labels, "direction", "publish")},
+			func() float64 { return float64(st.PublishSessions.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamfleet", Name: "srt_sessions",
+			Help: "Open SRT sessions by direction: publish or read.", ConstLabels: mergeLabels(labels, "direction", "read")},
+			func() float64 { return float64(st.ReadSessions.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "srt_bytes_out_total",
+			Help: "MPEG-TS bytes sent to SRT readers.", ConstLabels: labels},
+			func() float64 { return float64(st.BytesOut.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "srt_write_errors_total",
+			Help: "MPEG-TS chunks an SRT reader's send queue refused.", ConstLabels: labels},
+			func() float64 { return float64(st.WriteErrors.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "mpegts_errors_total",
+			Help: "Unusable MPEG-TS input skipped: garbage before sync bytes, broken packets or PES, frames that failed to packetize.", ConstLabels: labels},
+			func() float64 { return float64(st.TS.TSErrors.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "mpegts_bframe_refusals_total",
+			Help: "MPEG-TS inputs refused because their video has B-frames, which WebRTC cannot play.", ConstLabels: labels},
+			func() float64 { return float64(st.TS.BFrameRefusals.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "mpegts_skipped_tracks_total",
+			Help: "MPEG-TS input tracks left out for an unsupported codec or missing parameters.", ConstLabels: labels},
+			func() float64 { return float64(st.TS.SkippedTracks.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "mpegts_keyframe_requests_total",
+			Help: "Keyframe requests for MPEG-TS inputs, which cannot be passed on to the encoder.", ConstLabels: labels},
+			func() float64 { return float64(st.TS.KeyframeRequests.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamfleet", Name: "mpegts_muxers",
+			Help: "MPEG-TS muxers running: one per stream read over SRT, however many readers.", ConstLabels: labels},
+			func() float64 { return float64(st.TS.MuxersRunning.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "mpegts_reader_drops_total",
+			Help: "MPEG-TS chunks dropped because an SRT reader fell behind.", ConstLabels: labels},
+			func() float64 { return float64(st.TS.SubscriberDrops.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "mpegts_mux_errors_total",
+			Help: "RTP packets or frames the MPEG-TS muxer could not convert.", ConstLabels: labels},
+			func() float64 { return float64(st.TS.MuxErrors.Load()) }),
+	)
+	for _, reason := range srtserver.RejectReasons {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: "srt_sessions_rejected_total",
+			Help: "SRT connection requests refused at handshake, by reason.", ConstLabels: mergeLabels(labels, "reason", reason)},
+			func() float64 { return float64(st.Rejected(reason)) }))
+	}
 }
 
 func mergeLabels(base prometheus.Labels, k, v string) prometheus.Labels {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/streamfleet/streamfleet/node/hub"
 	"github.com/streamfleet/streamfleet/node/rtspserver"
+	"github.com/streamfleet/streamfleet/node/srtserver"
 	"github.com/streamfleet/streamfleet/node/webrtcserver"
 	"github.com/streamfleet/streamfleet/transcode"
 	"github.com/streamfleet/streamfleet/web"
@@ -31,6 +32,7 @@ type Node struct {
 	webrtc     *webrtcserver.Server
 	transcoder *transcode.Supervisor
 	rtsp       *rtspserver.Server
+	srt        *srtserver.Server
 	mux        *http.ServeMux
 
 	listener net.Listener
@@ -67,10 +69,18 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, hub: h, webrtc: w, transcoder: tc, rtsp: rs, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
+	srtCfg := cfg.SRT
+	srtCfg.PublishToken, srtCfg.PlayToken = cfg.WebRTC.PublishToken, cfg.WebRTC.PlayToken
+	ss, err := srtserver.New(srtCfg, h, log)
+	if err != nil {
+		return nil, err
+	}
+	n.srt = ss
 	w.Register(n.mux)
 	reg := newRegistry(cfg.ID, cfg.Role, h, w)
 	registerTranscodeMetrics(reg, cfg.ID, cfg.Role, tc)
 	registerRTSPMetrics(reg, cfg.ID, cfg.Role, rs)
+	registerSRTMetrics(reg, cfg.ID, cfg.Role, ss)
 	n.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	n.mux.HandleFunc("GET /healthz", n.handleHealth)
 	if cfg.Pprof {
@@ -90,6 +100,10 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("listen http %s: %w", n.cfg.HTTPAddr, err)
 	}
 	if err := n.rtsp.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	if err := n.srt.Start(); err != nil {
 		ln.Close()
 		return err
 	}
@@ -123,6 +137,12 @@ func (n *Node) HTTPURL() string {
 
 // RTSPAddr is the TCP address RTSP listens on, or nil when RTSP is disabled or not started.
 func (n *Node) RTSPAddr() net.Addr { return n.rtsp.Addr() }
+
+// SRTAddr is the UDP address SRT listens on, or nil when SRT is disabled or not started.
+func (n *Node) SRTAddr() net.Addr { return n.srt.Addr() }
+
+// SRT is the node's SRT server.
+func (n *Node) SRT() *srtserver.Server { return n.srt }
 
 // RTSP is the node's RTSP server.
 func (n *Node) RTSP() *rtspserver.Server { return n.rtsp }
@@ -159,6 +179,9 @@ func (n *Node) Close() error {
 			if err := n.server.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("shutdown http: %w", err))
 			}
+		}
+		if err := n.srt.Close(); err != nil {
+			errs = append(errs, err)
 		}
 		n.hub.Close()
 		if err := n.rtsp.Close(ctx); err != nil {

@@ -24,6 +24,7 @@ func startNode(t *testing.T, edit func(*node.Config)) *node.Node {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.WebRTC.ICEUDPAddr = "127.0.0.1:0"
 	cfg.RTSP.Addr, cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.SRT.Addr = "127.0.0.1:0"
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -19,13 +19,30 @@ func runDev(ctx context.Context, args []string) error {
 	cfg.HTTPAddr = "127.0.0.1:8080"
 	cfg.WebRTC.ICEUDPAddr = "127.0.0.1:8189"
 	cfg.RTSP.Addr, cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "127.0.0.1:8554", "127.0.0.1:8000", "127.0.0.1:8001"
+	cfg.SRT.Addr = "127.0.0.1:9000"
 	return serveNode(ctx, "dev", cfg, args, func(n *node.Node) {
 		var extra []string
+		if a := n.SRTAddr(); a != nil {
+			extra = append(extra, srtDevLines(a.String())...)
+		}
 		if a := n.RTSPAddr(); a != nil {
 			extra = append(extra, rtspDevLines(a.String())...)
 		}
 		printDevURLs(os.Stdout, n.HTTPURL(), n.ICEUDPAddr().String(), extra...)
 	})
+}
+
+// srtDevLines are the SRT lines of the dev banner: the publish and read URLs, an ffmpeg publish
+// and an ffplay read. (ffmpeg 5.1 takes the SRT latency in microseconds.)
+func srtDevLines(addr string) []string {
+	pub := "srt://" + addr + "?streamid=publish:live/test"
+	read := "srt://" + addr + "?streamid=read:live/test"
+	return []string{
+		"  SRT publish    " + pub,
+		"  SRT read       " + read,
+		"    ffmpeg -re -f lavfi -i testsrc=size=640x360:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 30 -pix_fmt yuv420p -c:a aac -f mpegts \"" + pub + "&latency=120000\"",
+		"    ffplay \"" + read + "\"",
+	}
 }
 
 // rtspDevLines are the RTSP lines of the dev banner: the URL, an ffmpeg publish and an ffplay read.
