@@ -258,6 +258,12 @@ func (s *Server) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
 
 // OnConnClose implements gortsplib.ServerHandlerOnConnClose.
 func (s *Server) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
+	var badSDP liberrors.ErrServerSDPInvalid
+	if errors.As(ctx.Error, &badSDP) {
+		// gortsplib answered 400 before any handler saw the request
+		s.stats.SessionsRejected.Add(1)
+		s.log.Info("rtsp ANNOUNCE refused: broken SDP", "status", 400, "remote", ctx.Conn.NetConn().RemoteAddr().String(), "error", ctx.Error)
+	}
 	c, _ := ctx.Conn.UserData().(*conn)
 	if c == nil {
 		return
