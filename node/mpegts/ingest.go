@@ -95,6 +95,9 @@ func Ingest(ctx context.Context, h *hub.Hub, r io.ReadCloser, cfg IngestConfig) 
 		in.pub.Close()
 	}
 	if reason := in.src.reason.Load(); reason != nil {
+		if errors.Is(*reason, ErrInputUnusable) {
+			in.stats.TSErrors.Add(1)
+		}
 		return *reason
 	}
 	if errors.Is(err, io.EOF) {
@@ -132,15 +135,21 @@ type watchedReader struct {
 	probed    atomic.Bool
 	lastValid atomic.Int64 // UnixNano of the last valid media
 	reason    atomic.Pointer[error]
+	readErr   atomic.Pointer[error] // the last error of the underlying reader: fatal
 	once      sync.Once
 }
 
 func (w *watchedReader) Read(p []byte) (int, error) {
 	if !w.probed.Load() && w.n.Load() > w.limit {
-		return 0, fmt.Errorf("%w: no program table in the first %d bytes", ErrProbeTimeout, w.limit)
+		err := fmt.Errorf("%w: no program table in the first %d bytes", ErrProbeTimeout, w.limit)
+		w.readErr.Store(&err)
+		return 0, err
 	}
 	n, err := w.r.Read(p)
 	w.n.Add(int64(n))
+	if err != nil {
+		w.readErr.Store(&err)
+	}
 	return n, err
 }
 
@@ -210,9 +219,20 @@ type ingest struct {
 }
 
 func (in *ingest) run() error {
-	rd := &tsf.Reader{R: in.src}
-	if err := rd.Initialize(); err != nil {
-		return fmt.Errorf("read program table: %w", err)
+	// The program table, and for AAC the first frame, come before anything else. A broken one is
+	// skipped: the reader starts over on the bytes that follow, until the input ends or the
+	// watchdog gives up on it.
+	var rd *tsf.Reader
+	for {
+		rd = &tsf.Reader{R: in.src}
+		err := rd.Initialize()
+		if err == nil {
+			break
+		}
+		if in.src.readErr.Load() != nil {
+			return fmt.Errorf("read program table: %w", err)
+		}
+		in.stats.TSErrors.Add(1)
 	}
 	in.src.probed.Store(true)
 	rd.OnDecodeError(func(error) { in.stats.TSErrors.Add(1) })
