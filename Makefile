@@ -32,6 +32,7 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzOffer -fuzztime 60s ./node/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/streamname/
+	$(GO) test -run '^$$' -fuzz FuzzTarget -fuzztime 30s ./node/rtspserver/
 
 clean:
 	rm -rf bin
