@@ -83,7 +83,27 @@ func startSRTPublisher(cfg Config, log *slog.Logger) (*srtPublisher, error) {
 	p.wg.Add(2)
 	go p.sendVideo(ctx)
 	go p.sendAudio(ctx)
+	if err := waitReadable(cfg); err != nil {
+		p.Close(ctx)
+		return nil, err
+	}
 	return p, nil
+}
+
+// waitReadable waits until the server lets a reader in: a server learns an MPEG-TS stream's tracks
+// from its first packets, and refuses readers until then.
+func waitReadable(cfg Config) error {
+	deadline := time.Now().Add(cfg.ConnectTimeout)
+	for {
+		conn, err := dialSRT(cfg, "request")
+		if err == nil {
+			return conn.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the published stream did not become readable: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // write muxes under the lock and sends what is complete; a failed write is counted.
