@@ -85,9 +85,8 @@ func TestOneServerStreamPerHubStream(t *testing.T) {
 		newRTSPReader(t, url, gortsplib.TransportTCP),
 		newRTSPReader(t, url, gortsplib.TransportUDP),
 	}
-	for i, r := range readers {
+	for _, r := range readers {
 		r.waitCounts(t, "reader packets", 10*time.Second, func(c readerCounts) bool { return c.h264AUs > 10 && c.aacAUs > 10 })
-		_ = i
 	}
 	if n := s.StreamCount(); n != 1 {
 		t.Errorf("ServerStreams = %d with 3 readers, want 1", n)
