@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/streamfleet/streamfleet/node/cascade"
 	"github.com/streamfleet/streamfleet/node/rtspserver"
 	"github.com/streamfleet/streamfleet/node/srtserver"
 	"github.com/streamfleet/streamfleet/node/webrtcserver"
@@ -52,6 +53,14 @@ type Config struct {
 	Transcode transcode.Config
 	// Grace is how long a stream waits for its publisher to come back before it ends.
 	Grace time.Duration
+	// Upstreams, on a relay or an edge, are the nodes it pulls the streams it does not carry from
+	// (rtsp://host:port or host:port), tried in order, the next on failure. An origin never pulls.
+	Upstreams []string
+	// ClusterSecret authenticates nodes to each other: pulls present it, and, when set, this node
+	// serves all-layers pulls only to clients that present it. Never logged.
+	ClusterSecret string
+	// PullLinger is how long a pulled stream without readers is kept before the pull stops.
+	PullLinger time.Duration
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address. Keep it off on a node
 	// reachable from outside.
 	Pprof bool
@@ -70,6 +79,7 @@ func DefaultConfig() Config {
 		RTSP:            rtspserver.DefaultConfig(),
 		SRT:             srtserver.DefaultConfig(),
 		Grace:           10 * time.Second,
+		PullLinger:      cascade.DefaultLinger,
 		ShutdownTimeout: 5 * time.Second,
 	}
 }
@@ -89,6 +99,14 @@ func (c Config) Validate() error {
 	if c.Grace < 0 {
 		errs = append(errs, errors.New("grace must not be negative"))
 	}
+	if len(c.Upstreams) > 0 {
+		if c.Role == RoleOrigin {
+			errs = append(errs, errors.New("an origin never pulls: --upstream is for relays and edges"))
+		}
+		if err := c.cascadeConfig().Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown timeout must be positive"))
 	}
@@ -105,4 +123,13 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// cascadeConfig is the configuration of the node's puller.
+func (c Config) cascadeConfig() cascade.Config {
+	cc := cascade.DefaultConfig()
+	cc.Upstreams = c.Upstreams
+	cc.ClusterSecret = c.ClusterSecret
+	cc.Linger = c.PullLinger
+	return cc
 }

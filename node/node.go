@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/streamfleet/streamfleet/node/cascade"
 	"github.com/streamfleet/streamfleet/node/hub"
 	"github.com/streamfleet/streamfleet/node/rtspserver"
 	"github.com/streamfleet/streamfleet/node/srtserver"
@@ -33,6 +34,7 @@ type Node struct {
 	transcoder *transcode.Supervisor
 	rtsp       *rtspserver.Server
 	srt        *srtserver.Server
+	puller     *cascade.Puller // nil on an origin, or without upstreams
 	mux        *http.ServeMux
 
 	listener net.Listener
@@ -64,6 +66,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	rtspCfg := cfg.RTSP
 	rtspCfg.PublishToken, rtspCfg.PlayToken = cfg.WebRTC.PublishToken, cfg.WebRTC.PlayToken
+	rtspCfg.ClusterSecret = cfg.ClusterSecret
 	rs, err := rtspserver.New(rtspCfg, h, log)
 	if err != nil {
 		return nil, err
@@ -76,11 +79,18 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.srt = ss
+	if len(cfg.Upstreams) > 0 {
+		if n.puller, err = cascade.New(cfg.cascadeConfig(), h, log); err != nil {
+			return nil, err
+		}
+		h.SetSource(n.puller)
+	}
 	w.Register(n.mux)
 	reg := newRegistry(cfg.ID, cfg.Role, h, w)
 	registerTranscodeMetrics(reg, cfg.ID, cfg.Role, tc)
 	registerRTSPMetrics(reg, cfg.ID, cfg.Role, rs)
 	registerSRTMetrics(reg, cfg.ID, cfg.Role, ss)
+	registerCascadeMetrics(reg, cfg.ID, cfg.Role, n.puller)
 	n.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	n.mux.HandleFunc("GET /healthz", n.handleHealth)
 	if cfg.Pprof {
@@ -153,6 +163,9 @@ func (n *Node) ICEUDPAddr() net.Addr { return n.webrtc.ICEUDPAddr() }
 // Handler is the node's HTTP handler, for serving it in-process.
 func (n *Node) Handler() http.Handler { return n.mux }
 
+// Puller is the node's cascade puller, or nil on a node without upstreams.
+func (n *Node) Puller() *cascade.Puller { return n.puller }
+
 // Hub is the node's stream hub.
 func (n *Node) Hub() *hub.Hub { return n.hub }
 
@@ -182,6 +195,9 @@ func (n *Node) Close() error {
 		}
 		if err := n.srt.Close(); err != nil {
 			errs = append(errs, err)
+		}
+		if n.puller != nil {
+			n.puller.Close() // ends the pulled streams
 		}
 		n.hub.Close()
 		if err := n.rtsp.Close(ctx); err != nil {

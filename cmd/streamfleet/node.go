@@ -18,7 +18,7 @@ import (
 // variable STREAMFLEET_<FLAG> (upper case, dashes as underscores), and the command line.
 func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
 	role := string(cfg.Role)
-	var publicIPs, iceServers, configFile string
+	var publicIPs, iceServers, configFile, upstreams string
 	fs.StringVar(&configFile, "config", "", "config file: one 'flag = value' per line, # comments (see streamfleet.sample.conf)")
 	fs.StringVar(&cfg.ID, "id", cfg.ID, "node id, in logs and metrics")
 	fs.StringVar(&role, "role", role, "origin, relay, edge or transcoder")
@@ -37,6 +37,9 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go's profiler at /debug/pprof/ (keep off on public nodes)")
 	fs.StringVar(&cfg.Transcode.FFmpeg, "ffmpeg", cfg.Transcode.FFmpeg, "ffmpeg binary for transcoding (AAC to Opus for WebRTC viewers)")
 	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long a stream waits for its publisher to come back")
+	fs.StringVar(&upstreams, "upstream", strings.Join(cfg.Upstreams, ","), "relay/edge: comma-separated upstream nodes to pull streams from on demand (rtsp://host:port or host:port), the next on failure")
+	fs.StringVar(&cfg.ClusterSecret, "cluster-secret", cfg.ClusterSecret, "shared secret of the cluster's nodes: presented on pulls, and required of all-layers pulls from this node (never logged)")
+	fs.DurationVar(&cfg.PullLinger, "pull-linger", cfg.PullLinger, "how long a pulled stream without readers is kept before the pull stops")
 	fs.DurationVar(&cfg.WebRTC.ConnectTimeout, "connect-timeout", cfg.WebRTC.ConnectTimeout, "drop a WebRTC peer that has not connected after this long")
 	return func() error {
 		if err := applyEnv(fs); err != nil {
@@ -53,6 +56,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
 		}
 		cfg.Role = r
 		cfg.WebRTC.PublicIPs = splitList(publicIPs)
+		cfg.Upstreams = splitList(upstreams)
 		for _, u := range splitList(iceServers) {
 			cfg.WebRTC.ICEServers = append(cfg.WebRTC.ICEServers, webrtc.ICEServer{URLs: []string{u}})
 		}

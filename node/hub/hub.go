@@ -26,6 +26,9 @@ type Config struct {
 	// first reader, so whoever makes it (the transcoder) can start. It is called without any hub
 	// lock held and must not block.
 	OnDerivedDemand func(*Track)
+	// OpenTimeout bounds how long Open waits for a stream its Source pulls (DefaultOpenTimeout if
+	// zero).
+	OpenTimeout time.Duration
 }
 
 // Hub holds a node's streams. It starts no goroutines of its own (only grace timers, stopped by
@@ -37,6 +40,7 @@ type Hub struct {
 	mu      sync.Mutex
 	streams map[streamname.Name]*Stream
 	closed  bool
+	source  Source // set by SetSource; nil on an origin
 
 	stats Stats
 }

@@ -22,6 +22,10 @@ type Config struct {
 	// as the password of RTSP Basic authentication (any user name) or as ?token= in the URL.
 	PublishToken string
 	PlayToken    string
+	// ClusterSecret, if set, is required (RTSP Basic, user ClusterUser, the secret as password) of
+	// every pull of all layers (?layers=all), which only other nodes make; a client that presents
+	// it may also read without the play token. Empty: all-layers pulls are open like any read.
+	ClusterSecret string
 	// ReadTimeout and WriteTimeout bound each read and write on a connection.
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration

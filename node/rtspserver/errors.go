@@ -11,6 +11,9 @@ var (
 	ErrNothingToPlay = errors.New("stream has no track RTSP can send")
 	// ErrBadQuery is returned for a request URL whose query does not parse.
 	ErrBadQuery = errors.New("malformed query")
+	// ErrBadLayerMID is returned for a media of an all-layers session whose mid does not name a
+	// track and layer.
+	ErrBadLayerMID = errors.New("bad layer mid")
 	// ErrClosed is returned once the server is closed.
 	ErrClosed = errors.New("rtsp server closed")
 )

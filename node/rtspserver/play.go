@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
@@ -21,29 +22,92 @@ import (
 // mediaPlan is one media of the RTSP session of a stream: a track and the layer to send.
 type mediaPlan struct {
 	track *hub.Track
-	// rid pins a simulcast layer and names the media (a=mid) after it; "" sends the track's best
-	// layer. Today every plan is "": exposing every layer as its own media (for node-to-node
-	// cascade pulls) is a change to planMedias only.
-	rid string
+	// layer pins one layer (an all-layers session, see LayersQuery); nil sends the track's best
+	// layer, switching as the hub's best layer changes.
+	layer *hub.Layer
 }
 
 // planMedias lists what an RTSP reader gets: each published track (derived tracks such as the
-// Opus made from AAC are for WebRTC viewers; RTSP sends the original codec), at its best layer.
-func planMedias(st *hub.Stream) []mediaPlan {
+// Opus made from AAC are for WebRTC viewers; RTSP sends the original codec), at its best layer;
+// or, for a node pulling every layer (all), one media per layer of each published track.
+func planMedias(st *hub.Stream, all bool) []mediaPlan {
 	var plans []mediaPlan
 	for _, t := range st.Tracks() {
 		if t.Source() != nil {
 			continue
 		}
-		plans = append(plans, mediaPlan{track: t})
+		if !all {
+			plans = append(plans, mediaPlan{track: t})
+			continue
+		}
+		for _, l := range t.Layers() {
+			plans = append(plans, mediaPlan{track: t, layer: l})
+		}
 	}
 	return plans
+}
+
+// layerCount is the number of layers of each published track of st, to notice new ones.
+func layerCount(st *hub.Stream) int {
+	n := 0
+	for _, t := range st.Tracks() {
+		if t.Source() == nil {
+			n += len(t.Layers())
+		}
+	}
+	return n
+}
+
+// Waiting for layers before an all-layers session is described: a WHIP stream is published before
+// its media flows, and each simulcast layer appears with its first packet.
+const (
+	layerWaitTimeout  = 2 * time.Second
+	layerWaitSettle   = 150 * time.Millisecond // no new layer for this long: the set is complete
+	layerPollInterval = 20 * time.Millisecond
+	layerWatchEvery   = 250 * time.Millisecond // an all-layers session checks for new layers
+)
+
+// waitLayers waits (bounded) until every published track of st has a layer and no new layer has
+// appeared for layerWaitSettle.
+func waitLayers(st *hub.Stream, stop <-chan struct{}) {
+	deadline := time.Now().Add(layerWaitTimeout)
+	last, since := -1, time.Now()
+	for time.Now().Before(deadline) {
+		ready := true
+		for _, t := range st.Tracks() {
+			if t.Source() == nil && len(t.Layers()) == 0 {
+				ready = false
+			}
+		}
+		n := layerCount(st)
+		if n != last {
+			last, since = n, time.Now()
+		}
+		if ready && time.Since(since) >= layerWaitSettle {
+			return
+		}
+		select {
+		case <-time.After(layerPollInterval):
+		case <-stop:
+			return
+		case <-st.Done():
+			return
+		}
+	}
+}
+
+// outKey names an outStream: a hub stream, read at its best layers or with every layer.
+type outKey struct {
+	stream *hub.Stream
+	all    bool
 }
 
 // outStream is the one gortsplib ServerStream of a hub stream, fed by one hub reader per media.
 type outStream struct {
 	srv    *Server
 	stream *hub.Stream
+	all    bool // every layer, for a node's pull
+	layers int  // layerCount when made, for an all-layers stream
 	log    *slog.Logger
 	ss     *gortsplib.ServerStream
 	medias []*outMedia
@@ -79,18 +143,25 @@ func (o *outStream) mediaOf(m *description.Media) *outMedia {
 }
 
 // newOutStream builds the ServerStream of st, not yet fed.
-func (s *Server) newOutStream(st *hub.Stream) (*outStream, error) {
-	o := &outStream{srv: s, stream: st, log: s.log.With("stream", st.Name()), stop: make(chan struct{}),
+func (s *Server) newOutStream(st *hub.Stream, all bool) (*outStream, error) {
+	o := &outStream{srv: s, stream: st, all: all, log: s.log.With("stream", st.Name()), stop: make(chan struct{}),
 		conns: map[*gortsplib.ServerConn]struct{}{}, sessions: map[*gortsplib.ServerSession]struct{}{}}
+	if all {
+		waitLayers(st, s.done)
+		o.layers = layerCount(st)
+	}
 	desc := &description.Session{Title: string(st.Name())}
-	for _, plan := range planMedias(st) {
+	for _, plan := range planMedias(st, all) {
 		pt := uint8(96 + len(o.medias))
-		f, err := rtpformat.ToFormat(plan.track.Codec(), pt)
+		f, err := mediaFormat(plan, pt)
 		if err != nil {
 			o.log.Info("rtsp: track left out of the session", "track", plan.track.Index(), "error", err)
 			continue
 		}
-		m := &description.Media{Type: description.MediaType(plan.track.Kind()), ID: plan.rid, Formats: []format.Format{f}}
+		m := &description.Media{Type: description.MediaType(plan.track.Kind()), Formats: []format.Format{f}}
+		if plan.layer != nil {
+			m.ID = LayerMID(plan.track.Index(), plan.layer.RID())
+		}
 		desc.Medias = append(desc.Medias, m)
 		o.medias = append(o.medias, &outMedia{plan: plan, media: m, pt: pt, rewriter: hub.NewRewriter(plan.track.Codec().ClockRate)})
 	}
@@ -102,16 +173,46 @@ func (s *Server) newOutStream(st *hub.Stream) (*outStream, error) {
 		return nil, fmt.Errorf("rtsp stream %s: %w", st.Name(), err)
 	}
 	for _, m := range o.medias {
-		m.reader = m.plan.track.NewReader(s.cfg.ReaderQueue)
-		if m.plan.rid != "" {
-			for _, l := range m.plan.track.Layers() {
-				if l.RID() == m.plan.rid {
-					m.reader.SwitchLayer(l)
-				}
-			}
+		if m.plan.layer != nil {
+			m.reader = m.plan.track.NewLayerReader(m.plan.layer, s.cfg.ReaderQueue)
+		} else {
+			m.reader = m.plan.track.NewReader(s.cfg.ReaderQueue)
 		}
 	}
 	return o, nil
+}
+
+// mediaFormat is the gortsplib format of a media. A pinned layer (a node's pull) gets the track's
+// codec exactly as the hub has it, rtpmap and fmtp, so the puller rebuilds the same track: the
+// typed formats would drop fmtp parameters WebRTC viewers need (H264's profile-level-id).
+func mediaFormat(plan mediaPlan, pt uint8) (format.Format, error) {
+	if plan.layer == nil {
+		return rtpformat.ToFormat(plan.track.Codec(), pt)
+	}
+	typed, err := rtpformat.ToFormat(plan.track.Codec(), pt) // checks the codec
+	if err != nil {
+		return nil, err
+	}
+	g := &format.Generic{PayloadTyp: pt, RTPMa: typed.RTPMap(), FMT: splitFMTP(plan.track.Codec().SDPFmtpLine)}
+	if err := g.Init(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// splitFMTP parses an fmtp line ("a=1;b=2") into its parameters.
+func splitFMTP(line string) map[string]string {
+	if line == "" {
+		return nil
+	}
+	m := map[string]string{}
+	for _, kv := range strings.Split(line, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if k != "" {
+			m[k] = v
+		}
+	}
+	return m
 }
 
 // discard closes an outStream that was never fed.
@@ -123,7 +224,8 @@ func (o *outStream) discard() {
 }
 
 // acquire returns the outStream of st, making it if needed, held by conn or session.
-func (s *Server) acquire(st *hub.Stream, c *gortsplib.ServerConn, ss *gortsplib.ServerSession) (*outStream, error) {
+func (s *Server) acquire(st *hub.Stream, all bool, c *gortsplib.ServerConn, ss *gortsplib.ServerSession) (*outStream, error) {
+	key := outKey{st, all}
 	hold := func(o *outStream) {
 		if c != nil {
 			o.conns[c] = struct{}{}
@@ -136,19 +238,19 @@ func (s *Server) acquire(st *hub.Stream, c *gortsplib.ServerConn, ss *gortsplib.
 		}
 	}
 	s.mu.Lock()
-	if o := s.outs[st]; o != nil {
+	if o := s.outs[key]; o != nil {
 		hold(o)
 		s.mu.Unlock()
 		return o, nil
 	}
 	s.mu.Unlock()
 
-	o, err := s.newOutStream(st)
+	o, err := s.newOutStream(st, all)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	switch x := s.outs[st]; {
+	switch x := s.outs[key]; {
 	case s.closed:
 		s.mu.Unlock()
 		o.discard()
@@ -159,9 +261,12 @@ func (s *Server) acquire(st *hub.Stream, c *gortsplib.ServerConn, ss *gortsplib.
 		o.discard()
 		return x, nil
 	}
-	s.outs[st] = o
+	s.outs[key] = o
 	hold(o)
 	s.wg.Add(len(o.medias))
+	if all {
+		s.wg.Add(1)
+	}
 	s.mu.Unlock()
 
 	s.stats.ServerStreams.Add(1)
@@ -169,7 +274,10 @@ func (s *Server) acquire(st *hub.Stream, c *gortsplib.ServerConn, ss *gortsplib.
 	for _, m := range o.medias {
 		go o.feed(m)
 	}
-	o.log.Info("rtsp stream opened", "medias", len(o.medias))
+	if all {
+		go o.watchLayers()
+	}
+	o.log.Info("rtsp stream opened", "medias", len(o.medias), "all_layers", all)
 	return o, nil
 }
 
@@ -181,8 +289,8 @@ func (s *Server) teardown(o *outStream, why string) {
 		return
 	}
 	o.closed = true
-	if s.outs[o.stream] == o {
-		delete(s.outs, o.stream)
+	if key := (outKey{o.stream, o.all}); s.outs[key] == o {
+		delete(s.outs, key)
 	}
 	for c := range o.conns {
 		if ci, _ := c.UserData().(*conn); ci != nil {
@@ -194,6 +302,29 @@ func (s *Server) teardown(o *outStream, why string) {
 	o.ss.Close()
 	s.stats.ServerStreams.Add(-1)
 	o.log.Info("rtsp stream closed", "reason", why)
+}
+
+// watchLayers closes an all-layers stream when its hub stream gets a new layer (a simulcast RID
+// that started late): the pulling node's session ends, and it pulls again at once, getting the new
+// layer too, while its viewers carry on.
+func (o *outStream) watchLayers() {
+	defer o.srv.wg.Done()
+	t := time.NewTicker(layerWatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if layerCount(o.stream) != o.layers {
+				o.srv.stats.LayerRestarts.Add(1)
+				o.srv.teardown(o, "new layer")
+				return
+			}
+		case <-o.stop:
+			return
+		case <-o.stream.Done():
+			return
+		}
+	}
 }
 
 // statsFlushEvery is how many packets a feeder counts locally before adding them to the shared
@@ -244,34 +375,49 @@ func (o *outStream) feed(m *outMedia) {
 	}
 }
 
-// lookupStream finds the hub stream a read request names, checking the play token.
-func (s *Server) lookupStream(log *slog.Logger, req *base.Request, path, query string) (*hub.Stream, *slog.Logger, *base.Response, error) {
+// lookupStream finds the hub stream a read request names, checking the play token, or for an
+// all-layers pull the cluster secret. A stream the node does not carry is opened through the hub,
+// which pulls it from upstream on a relay or an edge.
+func (s *Server) lookupStream(log *slog.Logger, req *base.Request, path, query string) (*hub.Stream, bool, *slog.Logger, *base.Response, error) {
 	name, token, err := parseTarget(path, query)
 	if err != nil {
 		res, err := s.refuse(log.With("path", path), base.StatusBadRequest, "Bad Request: "+reasonOf(err), fmt.Errorf("rtsp read: %w", err))
-		return nil, log, res, err
+		return nil, false, log, res, err
 	}
 	log = log.With("stream", name)
-	if ok, offered := authorized(req, token, s.cfg.PlayToken); !ok {
+	all := allLayers(query)
+	node := clusterAuthorized(req, s.cfg.ClusterSecret)
+	if all && s.cfg.ClusterSecret != "" && !node {
+		_, offered := authorized(req, token, "")
 		res, err := s.unauthorized(log, offered)
-		return nil, log, res, err
+		return nil, false, log, res, err
 	}
-	st, err := s.hub.Stream(name)
-	if err != nil {
+	if !node {
+		if ok, offered := authorized(req, token, s.cfg.PlayToken); !ok {
+			res, err := s.unauthorized(log, offered)
+			return nil, false, log, res, err
+		}
+	}
+	st, err := s.hub.Open(s.ctx, name)
+	switch {
+	case errors.Is(err, hub.ErrStreamNotFound):
 		res, err := s.refuse(log, base.StatusNotFound, "Stream Not Found", fmt.Errorf("rtsp read: %w", err))
-		return nil, log, res, err
+		return nil, false, log, res, err
+	case err != nil:
+		res, err := s.refuse(log, base.StatusServiceUnavailable, "Upstream Unavailable", fmt.Errorf("rtsp read: %w", err))
+		return nil, false, log, res, err
 	}
-	return st, log, nil, nil
+	return st, all, log, nil, nil
 }
 
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
 func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	log := s.log.With("remote", ctx.Conn.NetConn().RemoteAddr().String())
-	st, log, res, err := s.lookupStream(log, ctx.Request, ctx.Path, ctx.Query)
+	st, all, log, res, err := s.lookupStream(log, ctx.Request, ctx.Path, ctx.Query)
 	if res != nil {
 		return res, nil, err
 	}
-	o, err := s.acquire(st, ctx.Conn, nil)
+	o, err := s.acquire(st, all, ctx.Conn, nil)
 	if err != nil {
 		res, err := s.refuse(log, base.StatusNotFound, "Stream Not Found", fmt.Errorf("rtsp describe: %w", err))
 		return res, nil, err
@@ -289,11 +435,11 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 		// a further media of the same stream (gortsplib checks the path)
 		return &base.Response{StatusCode: base.StatusOK}, sess.out.ss, nil
 	}
-	st, log, res, err := s.lookupStream(sess.log, ctx.Request, ctx.Path, ctx.Query)
+	st, all, log, res, err := s.lookupStream(sess.log, ctx.Request, ctx.Path, ctx.Query)
 	if res != nil {
 		return res, nil, err
 	}
-	o, err := s.acquire(st, nil, ctx.Session)
+	o, err := s.acquire(st, all, nil, ctx.Session)
 	if err != nil {
 		res, err := s.refuse(log, base.StatusNotFound, "Stream Not Found", fmt.Errorf("rtsp setup: %w", err))
 		return res, nil, err
@@ -301,6 +447,15 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 	sess.out = o
 	sess.log = log
 	return &base.Response{StatusCode: base.StatusOK}, o.ss, nil
+}
+
+// keyframeLayer is the layer a reader's keyframe request for media m goes to: the pinned layer of
+// an all-layers session, else the layer the media's reader reads now.
+func (om *outMedia) keyframeLayer() *hub.Layer {
+	if om.plan.layer != nil {
+		return om.plan.layer
+	}
+	return om.reader.Layer()
 }
 
 // OnPlay implements gortsplib.ServerHandlerOnPlay: the reader starts. Keyframes are asked for so
@@ -315,7 +470,7 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, 
 		switch pkt.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 			if om := o.mediaOf(m); om != nil {
-				if l := om.reader.Layer(); l != nil {
+				if l := om.keyframeLayer(); l != nil {
 					l.RequestKeyframe()
 				}
 			}
@@ -323,7 +478,7 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, 
 	})
 	for _, m := range ctx.Session.SetuppedMedias() {
 		if om := o.mediaOf(m); om != nil {
-			if l := om.reader.Layer(); l != nil {
+			if l := om.keyframeLayer(); l != nil {
 				l.RequestKeyframe()
 			}
 		}

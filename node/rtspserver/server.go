@@ -39,6 +39,7 @@ type Stats struct {
 	PacketsLost     atomic.Uint64 // packets publishers sent that never arrived
 	DecodeErrors    atomic.Uint64 // undecodable packets from clients
 	ReaderQueueFull atomic.Uint64 // packets a slow reader's write queue dropped
+	LayerRestarts   atomic.Uint64 // all-layers streams closed because a layer appeared
 }
 
 // Server is the RTSP front end of a node.
@@ -55,8 +56,13 @@ type Server struct {
 	// mu guards outs, closed and the holders of every outStream and connection. It is never held
 	// while calling gortsplib or the hub.
 	mu     sync.Mutex
-	outs   map[*hub.Stream]*outStream
+	outs   map[outKey]*outStream
 	closed bool
+
+	// ctx ends at Close: it bounds the pulls that reads of streams the node does not carry start.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   <-chan struct{}
 
 	wg     sync.WaitGroup // feeders of outStreams
 	nextID atomic.Uint64
@@ -71,7 +77,8 @@ func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, hub: h, log: log, outs: map[*hub.Stream]*outStream{}}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{cfg: cfg, hub: h, log: log, outs: map[outKey]*outStream{}, ctx: ctx, cancel: cancel, done: ctx.Done()}, nil
 }
 
 // Stats returns the server's counters.
@@ -199,6 +206,7 @@ func bindUDPPair(ctx context.Context, rtpAddr, rtcpAddr string) (*net.UDPConn, *
 
 // Close stops listening, closes every session and stream, and waits for the server's goroutines.
 func (s *Server) Close(ctx context.Context) error {
+	s.cancel()
 	s.mu.Lock()
 	s.closed = true
 	outs := make([]*outStream, 0, len(s.outs))

@@ -32,9 +32,13 @@ func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter) (*whepSession
 	if aerr != nil {
 		return nil, "", aerr
 	}
-	stream, err := s.hub.Stream(o.name)
-	if err != nil {
+	stream, err := s.hub.Open(r.Context(), o.name) // on a relay or an edge, pulled from upstream
+	switch {
+	case errors.Is(err, hub.ErrStreamNotFound):
 		return nil, "", errorf(http.StatusNotFound, "stream_not_found", fmt.Sprintf("stream %s is not being published", o.name))
+	case err != nil:
+		s.log.Warn("whep: stream could not be pulled from upstream", "stream", o.name, "error", err)
+		return nil, "", errorf(http.StatusServiceUnavailable, "upstream_unavailable", fmt.Sprintf("stream %s could not be pulled from upstream", o.name))
 	}
 	pc, err := s.egress.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
