@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/streamfleet/streamfleet/node/auth"
 )
 
 // Config configures the SRT server of a node.
@@ -17,8 +19,10 @@ type Config struct {
 	// Latency is the SRT receive latency (TSBPD delay) the node offers; the larger of the two
 	// peers' values is used.
 	Latency time.Duration
-	// PublishToken and PlayToken, when set, must be given as t= in the streamid to publish and
-	// to read. The node passes the WHIP/WHEP tokens in.
+	// Auth decides who may publish and read; a caller gives its token as t= in the streamid (and
+	// may name itself with u=). Nil: an authorizer with just PublishToken and PlayToken.
+	Auth *auth.Authorizer
+	// PublishToken and PlayToken are static tokens, used only when Auth is nil (empty: open).
 	PublishToken string
 	PlayToken    string
 	// ReaderQueue bounds each SRT reader's queue in MPEG-TS chunks of 1316 bytes.

@@ -6,7 +6,6 @@ package srtserver
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,8 @@ import (
 
 	srt "github.com/datarhei/gosrt"
 
+	"github.com/streamfleet/streamfleet/internal/token"
+	"github.com/streamfleet/streamfleet/node/auth"
 	"github.com/streamfleet/streamfleet/node/hub"
 	"github.com/streamfleet/streamfleet/node/mpegts"
 )
@@ -24,14 +25,15 @@ import (
 const (
 	RejectStreamID    = "streamid"    // missing or unparseable streamid, or an invalid stream name
 	RejectEncryption  = "encryption"  // passphrase missing, wrong, or not expected
-	RejectToken       = "token"       // wrong or missing t=
+	RejectToken       = "token"       // refused by the authorizer: t= missing or wrong, or the webhook said no
 	RejectBusy        = "busy"        // publish to a live stream
 	RejectNotFound    = "not_found"   // read of an unknown stream
 	RejectUnsupported = "unsupported" // read of a stream with no track MPEG-TS can carry
+	RejectOverload    = "overload"    // too many connection requests being decided at once
 )
 
 // RejectReasons lists every reason, for metrics.
-var RejectReasons = []string{RejectStreamID, RejectEncryption, RejectToken, RejectBusy, RejectNotFound, RejectUnsupported}
+var RejectReasons = []string{RejectStreamID, RejectEncryption, RejectToken, RejectBusy, RejectNotFound, RejectUnsupported, RejectOverload}
 
 // Stats are the server's counters.
 type Stats struct {
@@ -59,11 +61,15 @@ func (s *Stats) reject(reason string) {
 
 // Server is the SRT listener and its sessions.
 type Server struct {
-	cfg    Config
-	hub    *hub.Hub
-	log    *slog.Logger
-	muxers *mpegts.Muxers
-	stats  Stats
+	cfg  Config
+	hub  *hub.Hub
+	log  *slog.Logger
+	auth *auth.Authorizer
+	// pending bounds the connection requests being decided at once (an auth webhook call can
+	// take its timeout); past it, callers are refused with REJ_BACKLOG.
+	pending chan struct{}
+	muxers  *mpegts.Muxers
+	stats   Stats
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -83,7 +89,10 @@ func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, hub: h, log: log}
+	s := &Server{cfg: cfg, hub: h, log: log, auth: cfg.Auth, pending: make(chan struct{}, maxPending)}
+	if s.auth == nil {
+		s.auth = auth.Static(cfg.PublishToken, cfg.PlayToken)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.muxers = mpegts.NewMuxers(mpegts.MuxerConfig{Log: log, Stats: &s.stats.TS})
 	return s, nil
@@ -134,9 +143,33 @@ func (s *Server) accept() {
 			}
 			return
 		}
-		s.handle(req)
+		// Each request is decided on its own goroutine: asking the auth webhook must not hold up
+		// the handshakes of other callers.
+		select {
+		case s.pending <- struct{}{}:
+		default:
+			s.stats.reject(RejectOverload)
+			req.Reject(srt.REJ_BACKLOG)
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			req.Reject(srt.REJ_CLOSE)
+			return
+		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.pending }()
+			s.handle(req)
+		}()
 	}
 }
+
+// maxPending is how many connection requests may be decided at once.
+const maxPending = 256
 
 // handle decides on one connection request at handshake time: refuse it with an SRT reject
 // reason, or accept it and start its session.
@@ -169,14 +202,26 @@ func (s *Server) handle(req srt.ConnRequest) {
 		refuse(RejectEncryption, srt.REJ_UNSECURE, errors.New("encryption is not configured on this node"))
 		return
 	}
-	want := s.cfg.PlayToken
+	action := token.ActionPlay
 	if id.Mode == ModePublish {
-		want = s.cfg.PublishToken
+		action = token.ActionPublish
 	}
-	if want != "" && subtle.ConstantTimeCompare([]byte(id.Token), []byte(want)) != 1 {
-		refuse(RejectToken, srt.REJX_UNAUTHORIZED, fmt.Errorf("missing or wrong token to %s %s", id.Mode, id.Name))
+	clientIP := remote
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		clientIP = host
+	}
+	grant, err := s.auth.Authorize(s.ctx, auth.Request{Action: action, Stream: id.Name.String(), Protocol: "srt",
+		Token: id.Token, User: id.User, ClientIP: clientIP})
+	if err != nil {
+		refuse(RejectToken, srt.REJX_UNAUTHORIZED, fmt.Errorf("%s %s: %w", id.Mode, id.Name, err))
 		return
 	}
+	accepted := false
+	defer func() {
+		if !accepted {
+			grant.End()
+		}
+	}()
 	var stream *hub.Stream
 	if id.Mode == ModePublish {
 		if st, err := s.hub.Stream(id.Name); err == nil && st.Live() {
@@ -210,8 +255,10 @@ func (s *Server) handle(req srt.ConnRequest) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	log := s.log.With("stream", id.Name, "session", fmt.Sprintf("srt-%d", s.session.Add(1)), "remote", remote)
+	accepted = true
 	go func() {
 		defer s.wg.Done()
+		defer grant.End()
 		defer conn.Close()
 		if id.Mode == ModePublish {
 			s.publish(conn, id, log)

@@ -1,6 +1,8 @@
 package webrtcserver
 
 import (
+	"encoding/base64"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/pion/sdp/v3"
@@ -59,20 +61,26 @@ func TestChooseCodecs(t *testing.T) {
 	}
 }
 
-func TestBearerMatches(t *testing.T) {
+func TestCredentials(t *testing.T) {
 	for _, tc := range []struct {
-		header string
-		ok     bool
+		header, url         string
+		tok, user, password string
 	}{
-		{"Bearer s3cret", true},
-		{"Bearer  s3cret ", true},
-		{"bearer s3cret", false},
-		{"Bearer s3cre", false},
-		{"s3cret", false},
-		{"", false},
+		{"Bearer s3cret", "/whip/a", "s3cret", "", ""},
+		{"Bearer  s3cret ", "/whip/a?token=other", "s3cret", "", ""}, // the header wins
+		{"", "/whip/a?token=q%2Btok", "q+tok", "", ""},
+		{"bearer s3cret", "/whip/a", "", "", ""},
+		{"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:pw:x")), "/whip/a?token=t", "t", "alice", "pw:x"},
+		{"Basic !!!", "/whip/a", "", "", ""},
+		{"s3cret", "/whip/a", "", "", ""},
 	} {
-		if got := bearerMatches(tc.header, "s3cret"); got != tc.ok {
-			t.Errorf("bearerMatches(%q) = %v", tc.header, got)
+		r := httptest.NewRequest("POST", tc.url, nil)
+		if tc.header != "" {
+			r.Header.Set("Authorization", tc.header)
+		}
+		tok, user, pw := credentials(r)
+		if tok != tc.tok || user != tc.user || pw != tc.password {
+			t.Errorf("credentials(%q, %q) = %q %q %q", tc.header, tc.url, tok, user, pw)
 		}
 	}
 }

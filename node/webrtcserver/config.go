@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/streamfleet/streamfleet/node/auth"
 )
 
 // Config configures the WHIP/WHEP server of a node.
@@ -19,8 +21,11 @@ type Config struct {
 	PublicIPs []string
 	// ICEServers are handed to clients in Link headers (STUN/TURN), per RFC 9725.
 	ICEServers []webrtc.ICEServer
-	// PublishToken and PlayToken, when set, must be presented as "Authorization: Bearer <token>"
-	// to publish (WHIP) and to play (WHEP).
+	// Auth decides who may publish (WHIP) and play (WHEP); a client presents its token as
+	// "Authorization: Bearer <token>" or as ?token= on the POST URL. Nil: an authorizer with just
+	// PublishToken and PlayToken (empty: open).
+	Auth *auth.Authorizer
+	// PublishToken and PlayToken are static tokens, used only when Auth is nil.
 	PublishToken string
 	PlayToken    string
 	// ConnectTimeout bounds the time from the answer to an established connection; a peer that

@@ -2,7 +2,6 @@ package webrtcserver
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/streamfleet/streamfleet/internal/streamname"
+	"github.com/streamfleet/streamfleet/internal/token"
+	"github.com/streamfleet/streamfleet/node/auth"
 )
 
 // Register adds the WHIP and WHEP routes to mux:
@@ -26,15 +27,15 @@ import (
 //
 // and OPTIONS on each for CORS preflights.
 func (s *Server) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /whip/{stream...}", s.serveOffer("whip", func(r *http.Request, w http.ResponseWriter) (string, string, *apiError) {
-		ss, answer, err := s.startWHIP(r, w)
+	mux.HandleFunc("POST /whip/{stream...}", s.serveOffer("whip", token.ActionPublish, func(r *http.Request, w http.ResponseWriter, g *auth.Grant) (string, string, *apiError) {
+		ss, answer, err := s.startWHIP(r, w, g)
 		if err != nil {
 			return "", "", err
 		}
 		return ss.sid, answer, nil
 	}))
-	mux.HandleFunc("POST /whep/{stream...}", s.serveOffer("whep", func(r *http.Request, w http.ResponseWriter) (string, string, *apiError) {
-		vs, answer, err := s.startWHEP(r, w)
+	mux.HandleFunc("POST /whep/{stream...}", s.serveOffer("whep", token.ActionPlay, func(r *http.Request, w http.ResponseWriter, g *auth.Grant) (string, string, *apiError) {
+		vs, answer, err := s.startWHEP(r, w, g)
 		if err != nil {
 			return "", "", err
 		}
@@ -47,12 +48,20 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("OPTIONS /sessions/{id}", s.handleOptions)
 }
 
-// serveOffer answers a WHIP or WHEP POST: start makes the session and returns its id and the
-// answer, or the error the client gets.
-func (s *Server) serveOffer(proto string, start func(*http.Request, http.ResponseWriter) (string, string, *apiError)) http.HandlerFunc {
+// serveOffer answers a WHIP or WHEP POST: the client is authorized for action, then start makes
+// the session (which owns the grant from then on) and returns its id and the answer, or the error
+// the client gets.
+func (s *Server) serveOffer(proto string, action token.Action, start func(*http.Request, http.ResponseWriter, *auth.Grant) (string, string, *apiError)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		setCORS(w)
-		id, answer, aerr := start(r, w)
+		grant, aerr := s.authorize(r, proto, action)
+		var id, answer string
+		if aerr == nil {
+			id, answer, aerr = start(r, w, grant)
+			if aerr != nil {
+				grant.End()
+			}
+		}
 		if aerr != nil {
 			s.stats.SessionsRejected.Add(1)
 			s.log.Info(proto+" rejected", "stream", r.PathValue("stream"), "code", aerr.code, "reason", aerr.message)
@@ -98,12 +107,9 @@ type offer struct {
 	parsed *sdp.SessionDescription
 }
 
-// readOffer checks everything about a POST that does not need a peer connection: the token, the
+// readOffer checks everything about an authorized POST that does not need a peer connection: the
 // stream name, the content type, the body size and the SDP syntax.
-func (s *Server) readOffer(w http.ResponseWriter, r *http.Request, token string) (*offer, *apiError) {
-	if token != "" && !bearerMatches(r.Header.Get("Authorization"), token) {
-		return nil, errorf(http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
-	}
+func (s *Server) readOffer(w http.ResponseWriter, r *http.Request) (*offer, *apiError) {
 	name, err := streamname.Parse(r.PathValue("stream"))
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "invalid_stream_name", err.Error())
@@ -132,11 +138,6 @@ func (s *Server) readOffer(w http.ResponseWriter, r *http.Request, token string)
 		return nil, errorf(http.StatusBadRequest, "no_media", "the offer has no audio or video section")
 	}
 	return &offer{name: name, sdp: string(body), parsed: parsed}, nil
-}
-
-func bearerMatches(header, token string) bool {
-	got, ok := strings.CutPrefix(header, "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) == 1
 }
 
 // negotiate applies the offer, creates the answer and waits for ICE gathering (immediate with the

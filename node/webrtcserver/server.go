@@ -21,14 +21,16 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/streamfleet/streamfleet/node/auth"
 	"github.com/streamfleet/streamfleet/node/hub"
 )
 
 // Server serves WHIP and WHEP sessions.
 type Server struct {
-	cfg Config
-	hub *hub.Hub
-	log *slog.Logger
+	cfg  Config
+	hub  *hub.Hub
+	log  *slog.Logger
+	auth *auth.Authorizer
 
 	udpConn net.PacketConn
 	udpMux  ice.UDPMux
@@ -76,7 +78,10 @@ func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen ice udp %s: %w", cfg.ICEUDPAddr, err)
 	}
-	s := &Server{cfg: cfg, hub: h, log: log, udpConn: conn, sessions: map[string]session{}}
+	s := &Server{cfg: cfg, hub: h, log: log, auth: cfg.Auth, udpConn: conn, sessions: map[string]session{}}
+	if s.auth == nil {
+		s.auth = auth.Static(cfg.PublishToken, cfg.PlayToken)
+	}
 	loggers := logging.NewDefaultLoggerFactory()
 	loggers.DefaultLogLevel = logging.LogLevelError
 	s.udpMux = webrtc.NewICEUDPMux(loggers.NewLogger("ice"), conn)

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/streamfleet/streamfleet/node/auth"
 	"github.com/streamfleet/streamfleet/node/hub"
 )
 
@@ -22,13 +23,14 @@ type whepSession struct {
 	stream *hub.Stream
 	tracks []*viewerTrack // the bound ones
 	done   chan struct{}
+	grant  *auth.Grant // ended with the session
 
 	mu     sync.Mutex // guards closed and the tracks' readers
 	closed bool
 }
 
-func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter) (*whepSession, string, *apiError) {
-	o, aerr := s.readOffer(w, r, s.cfg.PlayToken)
+func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter, grant *auth.Grant) (*whepSession, string, *apiError) {
+	o, aerr := s.readOffer(w, r)
 	if aerr != nil {
 		return nil, "", aerr
 	}
@@ -44,7 +46,7 @@ func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter) (*whepSession
 	if err != nil {
 		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
 	}
-	vs := &whepSession{peer: newPeer(s, pc, "whep", o.name.String()), stream: stream, done: make(chan struct{})}
+	vs := &whepSession{peer: newPeer(s, pc, "whep", o.name.String()), stream: stream, done: make(chan struct{}), grant: grant}
 	var all []*viewerTrack
 	for _, t := range stream.Tracks() {
 		if !sendable(t.Codec()) {
@@ -183,5 +185,6 @@ func (vs *whepSession) close(bool) {
 		if err := vs.pc.Close(); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
 			vs.log.Debug("close peer connection", "err", err)
 		}
+		vs.grant.End()
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/streamfleet/streamfleet/node/auth"
 	"github.com/streamfleet/streamfleet/node/hub"
 )
 
@@ -21,10 +22,11 @@ type whipSession struct {
 
 	ready chan struct{} // closed once pub is set
 	pub   *hub.Publication
+	grant *auth.Grant // ended with the session
 }
 
-func (s *Server) startWHIP(r *http.Request, w http.ResponseWriter) (*whipSession, string, *apiError) {
-	o, aerr := s.readOffer(w, r, s.cfg.PublishToken)
+func (s *Server) startWHIP(r *http.Request, w http.ResponseWriter, grant *auth.Grant) (*whipSession, string, *apiError) {
+	o, aerr := s.readOffer(w, r)
 	if aerr != nil {
 		return nil, "", aerr
 	}
@@ -48,7 +50,7 @@ func (s *Server) startWHIP(r *http.Request, w http.ResponseWriter) (*whipSession
 	if err != nil {
 		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
 	}
-	ss := &whipSession{peer: newPeer(s, pc, "whip", o.name.String()), media: media, ready: make(chan struct{})}
+	ss := &whipSession{peer: newPeer(s, pc, "whip", o.name.String()), media: media, ready: make(chan struct{}), grant: grant}
 	pc.OnTrack(ss.onTrack)
 	ss.watchState(ss.close)
 
@@ -186,6 +188,7 @@ func (ss *whipSession) close(stop bool) {
 			ss.pub.Close()
 		}
 		_ = ss.pc.Close()
+		ss.grant.End()
 		ss.log.Info("publisher left", "stopped", stop)
 	})
 }
