@@ -224,7 +224,7 @@ func (in *ingest) run() error {
 	// watchdog gives up on it.
 	var rd *tsf.Reader
 	for {
-		rd = &tsf.Reader{R: in.src}
+		rd = &tsf.Reader{R: newPESLengthFiller(in.src)}
 		err := rd.Initialize()
 		if err == nil {
 			break
