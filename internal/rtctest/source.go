@@ -5,13 +5,17 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -65,8 +69,12 @@ type Stream struct {
 	RIDs     []string // "" for no simulcast
 	GOP      uint32
 
-	video []*webrtc.TrackLocalStaticRTP
-	audio *webrtc.TrackLocalStaticRTP
+	video  []*webrtc.TrackLocalStaticRTP
+	audio  *webrtc.TrackLocalStaticRTP
+	sender *webrtc.RTPSender
+	// negotiated header extension IDs a simulcast sender puts in every packet (pion does not)
+	midID, ridID uint8
+	mid          string
 
 	plis    atomic.Int64
 	keyNext atomic.Bool
@@ -116,6 +124,7 @@ func PublishStream(ctx context.Context, api *webrtc.API, url string, video webrt
 			}
 		}
 	}
+	s.sender = sender
 	s.watchRTCP(sender)
 	if s.audio, err = webrtc.NewTrackLocalStaticRTP(Opus, "audio", "test"); err != nil {
 		pc.Close()
@@ -134,6 +143,23 @@ func PublishStream(ctx context.Context, api *webrtc.API, url string, video webrt
 	if err := WaitConnected(ctx, pc); err != nil {
 		s.Close()
 		return nil, err
+	}
+	for _, t := range pc.GetTransceivers() {
+		if t.Sender() == sender {
+			s.mid = t.Mid()
+		}
+	}
+	for _, e := range sender.GetParameters().HeaderExtensions {
+		switch e.URI {
+		case sdp.SDESMidURI:
+			s.midID = uint8(e.ID)
+		case sdp.SDESRTPStreamIDURI:
+			s.ridID = uint8(e.ID)
+		}
+	}
+	if len(s.RIDs) > 0 && (s.midID == 0 || s.ridID == 0) {
+		s.Close()
+		return nil, fmt.Errorf("simulcast: the mid and RID header extensions were not negotiated (use NewSimulcastAPI)")
 	}
 	s.wg.Add(1)
 	go s.send()
@@ -190,6 +216,10 @@ func (s *Stream) send() {
 				tag = s.RIDs[li]
 			}
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: vseq, Timestamp: i * 3600}, Payload: Payload(s.Video.MimeType, key, i, tag)}
+			if tag != "" {
+				_ = pkt.Header.SetExtension(s.midID, []byte(s.mid))
+				_ = pkt.Header.SetExtension(s.ridID, []byte(tag))
+			}
 			_ = tr.WriteRTP(pkt)
 		}
 		for range 2 {
@@ -210,4 +240,28 @@ func (s *Stream) Close() {
 	Delete(s.Location)
 	s.PC.Close()
 	s.wg.Wait()
+}
+
+// NewSimulcastAPI is NewAPI with the header extensions a simulcast sender needs (mid, RID and
+// repaired RID), for PublishStream with RIDs.
+func NewSimulcastAPI() (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	for _, uri := range []string{sdp.SDESMidURI, sdp.SDESRTPStreamIDURI, sdp.SDESRepairRTPStreamIDURI} {
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, err
+		}
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }

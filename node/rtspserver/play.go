@@ -83,7 +83,8 @@ func waitLayers(st *hub.Stream, stop <-chan struct{}) {
 		if n != last {
 			last, since = n, time.Now()
 		}
-		if ready && time.Since(since) >= layerWaitSettle {
+		// A stream published a while ago has all the layers it will get.
+		if ready && (time.Since(since) >= layerWaitSettle || time.Since(st.Started()) >= layerWaitTimeout) {
 			return
 		}
 		select {
