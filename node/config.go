@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/streamfleet/streamfleet/node/agent"
 	"github.com/streamfleet/streamfleet/node/cascade"
 	"github.com/streamfleet/streamfleet/node/rtspserver"
 	"github.com/streamfleet/streamfleet/node/srtserver"
@@ -61,6 +62,9 @@ type Config struct {
 	ClusterSecret string
 	// PullLinger is how long a pulled stream without readers is kept before the pull stops.
 	PullLinger time.Duration
+	// NATS connects the node to the stream managers (register, heartbeats, routes, draining); an
+	// empty URL runs the node alone.
+	NATS agent.Config
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address. Keep it off on a node
 	// reachable from outside.
 	Pprof bool
@@ -91,6 +95,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("node id is empty"))
 	}
 	if _, err := ParseRole(string(c.Role)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.NATS.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := net.ResolveTCPAddr("tcp", c.HTTPAddr); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/streamfleet/streamfleet/node/agent"
 	"github.com/streamfleet/streamfleet/node/cascade"
 	"github.com/streamfleet/streamfleet/node/hub"
 	"github.com/streamfleet/streamfleet/node/rtspserver"
@@ -35,6 +36,7 @@ type Node struct {
 	rtsp       *rtspserver.Server
 	srt        *srtserver.Server
 	puller     *cascade.Puller // nil on an origin, or without upstreams
+	agent      *agent.Agent    // nil without NATS
 	mux        *http.ServeMux
 
 	listener net.Listener
@@ -120,12 +122,15 @@ func (n *Node) Start(ctx context.Context) error {
 	n.listener = ln
 	n.started = time.Now()
 	n.server = &http.Server{
-		Handler:           n.mux,
+		Handler:           n.drainGate(n.mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second, // offers are small: a slow body is an attack
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	if err := n.startAgent(ctx); err != nil { // before serving: the drain gate reads n.agent
+		return fmt.Errorf("start nats agent: %w", err)
 	}
 	go func() {
 		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -188,6 +193,9 @@ func (n *Node) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 		defer cancel()
 		var errs []error
+		if n.agent != nil {
+			_ = n.agent.Close() // leave the managers' lookups first
+		}
 		if n.server != nil {
 			if err := n.server.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("shutdown http: %w", err))

@@ -1,0 +1,443 @@
+// Package streammanager is the stream manager: the cluster's front door. It keeps a watched
+// in-memory copy of the NATS JetStream KV state that nodes write (internal/contract), answers
+// publish and subscribe lookups from it (region first, then nodes carrying the stream, then spare
+// capacity), redirects WHIP and WHEP clients to the chosen node, drains nodes, and serves the REST
+// API (openapi.yaml) and the dashboard. Managers hold no state of their own: any number run side
+// by side and any of them can die; one is leader by a KV lease, for housekeeping.
+//
+// It imports the contract, never a node package.
+package streammanager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamfleet/streamfleet/internal/contract"
+)
+
+// Manager is a running stream manager.
+type Manager struct {
+	cfg   Config
+	log   *slog.Logger
+	state *State
+	mux   *http.ServeMux
+	reg   *prometheus.Registry
+	stats Stats
+
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	kv      map[string]jetstream.KeyValue
+	started time.Time
+
+	leaderMu sync.Mutex
+	leader   string // current lease holder, from the watch
+	leading  atomic.Bool
+	managers map[string]contract.ManagerRecord
+
+	listener net.Listener
+	server   *http.Server
+	serveErr chan error
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Stats counts the manager's work.
+type Stats struct {
+	Lookups        atomic.Uint64
+	LookupFailures atomic.Uint64
+	Redirects      atomic.Uint64
+	WatchErrors    atomic.Uint64
+	BadEntries     atomic.Uint64
+	NodesFailed    atomic.Uint64
+}
+
+// New validates cfg and builds a manager; nothing connects or listens until Start.
+func New(cfg Config, log *slog.Logger) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{
+		cfg: cfg, log: log.With("manager", cfg.ID), state: NewState(cfg.FailAfter),
+		kv: map[string]jetstream.KeyValue{}, managers: map[string]contract.ManagerRecord{}, serveErr: make(chan error, 1),
+	}
+	m.reg = m.newRegistry()
+	m.mux = m.newMux()
+	return m, nil
+}
+
+// State is the manager's in-memory view.
+func (m *Manager) State() *State { return m.state }
+
+// Handler is the manager's HTTP handler.
+func (m *Manager) Handler() http.Handler { return m.mux }
+
+// Stats returns the manager's counters.
+func (m *Manager) Stats() *Stats { return &m.stats }
+
+// Err delivers an error if the HTTP server stops on its own.
+func (m *Manager) Err() <-chan error { return m.serveErr }
+
+// URL is the base URL of the manager's HTTP server.
+func (m *Manager) URL() string {
+	if m.listener == nil {
+		return ""
+	}
+	return "http://" + m.listener.Addr().String()
+}
+
+// Leading reports whether this manager holds the leader lease.
+func (m *Manager) Leading() bool { return m.leading.Load() }
+
+// Leader is the manager holding the leader lease, as last seen ("" if none).
+func (m *Manager) Leader() string {
+	m.leaderMu.Lock()
+	defer m.leaderMu.Unlock()
+	return m.leader
+}
+
+// Start connects to NATS, creates or binds the KV buckets, loads and watches them, takes part in
+// the leader election, and serves HTTP.
+func (m *Manager) Start(ctx context.Context) error {
+	opts := []nats.Option{
+		nats.Name("streamfleet-manager-" + m.cfg.ID),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.Timeout(2 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				m.log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { m.log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted()) }),
+	}
+	if m.cfg.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(m.cfg.InProcess))
+	}
+	if m.cfg.NATSCredsFile != "" {
+		opts = append(opts, nats.UserCredentials(m.cfg.NATSCredsFile))
+	}
+	if m.cfg.NATSTLSCA != "" {
+		opts = append(opts, nats.RootCAs(m.cfg.NATSTLSCA))
+	}
+	if m.cfg.NATSTLSCert != "" {
+		opts = append(opts, nats.ClientCert(m.cfg.NATSTLSCert, m.cfg.NATSTLSKey))
+	}
+	nc, err := nats.Connect(m.cfg.NATSURL, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to nats %s: %w", m.cfg.NATSURL, err)
+	}
+	m.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	m.js = js
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.StartTimeout)
+	defer cancel()
+	if err := m.createBuckets(sctx); err != nil {
+		nc.Close()
+		return err
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = stop
+	// Load every bucket before answering: a lookup never sees a half-loaded state.
+	for _, b := range contract.Buckets {
+		loaded := make(chan struct{})
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.watch(runCtx, b.Name, loaded)
+		}()
+		select {
+		case <-loaded:
+		case <-sctx.Done():
+			stop()
+			m.wg.Wait()
+			nc.Close()
+			return fmt.Errorf("load bucket %s: %w", b.Name, sctx.Err())
+		}
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", m.cfg.HTTPAddr)
+	if err != nil {
+		stop()
+		m.wg.Wait()
+		nc.Close()
+		return fmt.Errorf("listen http %s: %w", m.cfg.HTTPAddr, err)
+	}
+	m.listener = ln
+	m.started = time.Now().UTC()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.runLease(runCtx)
+	}()
+	m.server = &http.Server{
+		Handler:           m.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		if err := m.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.serveErr <- err
+		}
+		close(m.serveErr)
+	}()
+	m.log.Info("manager serving", "http", m.URL(), "nats", nc.ConnectedUrlRedacted(), "replicas", m.cfg.Replicas)
+	return nil
+}
+
+// createBuckets creates (or updates) every bucket of the contract, retrying each attempt with a
+// short timeout: in a fresh NATS cluster the JetStream meta leader takes a moment to exist.
+func (m *Manager) createBuckets(ctx context.Context) error {
+	for _, b := range contract.Buckets {
+		cfg := jetstream.KeyValueConfig{
+			Bucket: b.Name, History: b.History, TTL: b.TTL, Replicas: m.cfg.Replicas,
+			Storage: jetstream.FileStorage, Description: "streamfleet " + b.Name,
+		}
+		if b.TTL > 0 {
+			cfg.LimitMarkerTTL = contract.MarkerTTL
+		}
+		for {
+			actx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			kv, err := m.js.CreateOrUpdateKeyValue(actx, cfg)
+			cancel()
+			if err == nil {
+				m.kv[b.Name] = kv
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("create kv bucket %s: %w", b.Name, err)
+			}
+			m.log.Debug("create kv bucket: retrying", "bucket", b.Name, "err", err)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("create kv bucket %s: %w", b.Name, err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// watch keeps the state's copy of one bucket, re-watching after errors. loaded closes once the
+// initial values are in.
+func (m *Manager) watch(ctx context.Context, bucket string, loaded chan struct{}) {
+	kv := m.kv[bucket]
+	first := true
+	for ctx.Err() == nil {
+		w, err := kv.WatchAll(ctx)
+		if err != nil {
+			m.stats.WatchErrors.Add(1)
+			m.log.Warn("watch kv bucket", "bucket", bucket, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+				continue
+			}
+		}
+		seen := map[string]bool{}
+		initial := true
+		for e := range w.Updates() {
+			if e == nil {
+				if initial {
+					initial = false
+					m.resync(bucket, seen)
+					if first {
+						first = false
+						close(loaded)
+					}
+				}
+				continue
+			}
+			if initial {
+				seen[e.Key()] = true
+			}
+			m.apply(bucket, e)
+		}
+		_ = w.Stop()
+		if ctx.Err() == nil {
+			m.stats.WatchErrors.Add(1)
+			m.log.Warn("kv watch ended; watching again", "bucket", bucket)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// resync forgets, after a (re)watch's initial values, whatever the bucket no longer holds.
+func (m *Manager) resync(bucket string, seen map[string]bool) {
+	switch bucket {
+	case contract.BucketNodes:
+		for _, v := range m.state.Nodes() {
+			if !seen[contract.NodeKey(v.ID)] {
+				m.state.RemoveNode(v.ID)
+			}
+		}
+	case contract.BucketRoutes:
+		for _, s := range m.state.allRoutes() {
+			if !seen[contract.RouteKey(s[0], s[1])] {
+				m.state.RemoveRoute(s[0], s[1])
+			}
+		}
+	}
+}
+
+// apply feeds one KV entry into the state.
+func (m *Manager) apply(bucket string, e jetstream.KeyValueEntry) {
+	key, put := e.Key(), e.Operation() == jetstream.KeyValuePut
+	bad := func(err error) {
+		m.stats.BadEntries.Add(1)
+		m.log.Debug("ignored kv entry", "bucket", bucket, "key", key, "err", err)
+	}
+	decode := func(v any, version *int) bool {
+		if err := json.Unmarshal(e.Value(), v); err != nil {
+			bad(err)
+			return false
+		}
+		if *version != contract.Version {
+			bad(fmt.Errorf("version %d", *version))
+			return false
+		}
+		return true
+	}
+	switch bucket {
+	case contract.BucketNodes:
+		if !put {
+			m.state.RemoveNode(key)
+			return
+		}
+		var rec contract.NodeRecord
+		if decode(&rec, &rec.V) && rec.ID == key {
+			m.state.SetNode(rec)
+		}
+	case contract.BucketHeartbeats:
+		if !put {
+			m.state.RemoveHeartbeat(key)
+			return
+		}
+		var hb contract.Heartbeat
+		if decode(&hb, &hb.V) && hb.Node == key {
+			at := e.Created()
+			if now := time.Now(); at.After(now) {
+				at = now
+			}
+			m.state.SetHeartbeat(hb, at)
+		}
+	case contract.BucketRoutes:
+		stream, node, err := contract.ParseRouteKey(key)
+		if err != nil {
+			bad(err)
+			return
+		}
+		if !put {
+			m.state.RemoveRoute(stream, node)
+			return
+		}
+		var rt contract.Route
+		if decode(&rt, &rt.V) && rt.Stream == stream && rt.Node == node {
+			m.state.SetRoute(rt)
+		}
+	case contract.BucketConfig:
+		id, ok := cutPrefix(key, contract.NodeAdminKey(""))
+		if !ok {
+			return
+		}
+		if !put {
+			m.state.SetDraining(id, false)
+			return
+		}
+		var adm contract.NodeAdmin
+		if decode(&adm, &adm.V) {
+			m.state.SetDraining(id, adm.Draining)
+		}
+	case contract.BucketLeases:
+		m.applyLease(key, put, e)
+	}
+}
+
+func cutPrefix(s, prefix string) (string, bool) {
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):], true
+	}
+	return "", false
+}
+
+func (m *Manager) applyLease(key string, put bool, e jetstream.KeyValueEntry) {
+	m.leaderMu.Lock()
+	defer m.leaderMu.Unlock()
+	if key == contract.LeaderKey {
+		m.leader = ""
+		var l contract.Lease
+		if put && json.Unmarshal(e.Value(), &l) == nil && l.V == contract.Version {
+			m.leader = l.Holder
+		}
+		return
+	}
+	if id, ok := cutPrefix(key, contract.ManagerKey("")); ok {
+		var r contract.ManagerRecord
+		if put && json.Unmarshal(e.Value(), &r) == nil && r.V == contract.Version {
+			m.managers[id] = r
+		} else {
+			delete(m.managers, id)
+		}
+	}
+}
+
+// SetDraining records the managers' draining decision for a node in KV (every manager and the
+// node learn it through their watches) and in this manager's state at once.
+func (m *Manager) SetDraining(ctx context.Context, id string, draining bool) error {
+	data, _ := json.Marshal(contract.NodeAdmin{V: contract.Version, Node: id, Draining: draining, Changed: time.Now().UTC(), By: m.cfg.ID})
+	if _, err := m.kv[contract.BucketConfig].Put(ctx, contract.NodeAdminKey(id), data); err != nil {
+		return fmt.Errorf("store draining of node %s: %w", id, err)
+	}
+	m.state.SetDraining(id, draining)
+	m.log.Info("node draining changed", "node", id, "draining", draining)
+	return nil
+}
+
+// Close stops serving, gives up the leader lease and this manager's record, and waits for every
+// goroutine it started.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownTimeout)
+		defer cancel()
+		var errs []error
+		if m.server != nil {
+			if err := m.server.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("shutdown http: %w", err))
+			}
+		}
+		if m.cancel != nil {
+			m.cancel()
+		}
+		m.wg.Wait()
+		if m.nc != nil {
+			m.nc.Close()
+		}
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}
