@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/streamfleet/streamfleet/node/auth"
 )
 
 // Config configures the RTSP server.
@@ -18,8 +20,12 @@ type Config struct {
 	// 0 pick a free pair.
 	UDPRTPAddr  string
 	UDPRTCPAddr string
-	// PublishToken, if set, is required to publish; PlayToken, if set, to read. A client gives it
-	// as the password of RTSP Basic authentication (any user name) or as ?token= in the URL.
+	// Auth decides who may publish and read. A client gives its token as ?token= in the URL or as
+	// the password of RTSP Basic authentication (the user name goes to the auth webhook). Nil: an
+	// authorizer with just PublishToken and PlayToken.
+	Auth *auth.Authorizer
+	// PublishToken, if set, is required to publish; PlayToken, if set, to read; used only when
+	// Auth is nil.
 	PublishToken string
 	PlayToken    string
 	// ClusterSecret, if set, is required (RTSP Basic, user ClusterUser, the secret as password) of

@@ -15,6 +15,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
+	tokenpkg "github.com/streamfleet/streamfleet/internal/token"
+	"github.com/streamfleet/streamfleet/node/auth"
 	"github.com/streamfleet/streamfleet/node/hub"
 	"github.com/streamfleet/streamfleet/node/rtpformat"
 )
@@ -379,7 +381,10 @@ func (o *outStream) feed(m *outMedia) {
 // lookupStream finds the hub stream a read request names, checking the play token, or for an
 // all-layers pull the cluster secret. A stream the node does not carry is opened through the hub,
 // which pulls it from upstream on a relay or an edge.
-func (s *Server) lookupStream(log *slog.Logger, req *base.Request, path, query string) (*hub.Stream, bool, *slog.Logger, *base.Response, error) {
+//
+// The grant that allowed a DESCRIBE waits on its connection (c) for the SETUP that follows; a
+// SETUP (sess set) takes it over, or asks anew, and its session holds the grant until it closes.
+func (s *Server) lookupStream(log *slog.Logger, c *gortsplib.ServerConn, sess *session, req *base.Request, path, query string) (*hub.Stream, bool, *slog.Logger, *base.Response, error) {
 	name, token, err := parseTarget(path, query)
 	if err != nil {
 		res, err := s.refuse(log.With("path", path), base.StatusBadRequest, "Bad Request: "+reasonOf(err), fmt.Errorf("rtsp read: %w", err))
@@ -393,20 +398,34 @@ func (s *Server) lookupStream(log *slog.Logger, req *base.Request, path, query s
 		res, err := s.unauthorized(log, offered)
 		return nil, false, log, res, err
 	}
+	var grant *auth.Grant
 	if !node {
-		if ok, offered := authorized(req, token, s.cfg.PlayToken); !ok {
-			res, err := s.unauthorized(log, offered)
-			return nil, false, log, res, err
+		if sess != nil {
+			grant = s.takeGrant(c, name)
+		}
+		if grant == nil {
+			var res *base.Response
+			if grant, res, err = s.authorize(log, c.NetConn(), req, tokenpkg.ActionPlay, name, token); res != nil {
+				return nil, false, log, res, err
+			}
 		}
 	}
 	st, err := s.hub.Open(s.ctx, name)
 	switch {
 	case errors.Is(err, hub.ErrStreamNotFound):
+		grant.End()
 		res, err := s.refuse(log, base.StatusNotFound, "Stream Not Found", fmt.Errorf("rtsp read: %w", err))
 		return nil, false, log, res, err
 	case err != nil:
+		grant.End()
 		res, err := s.refuse(log, base.StatusServiceUnavailable, "Upstream Unavailable", fmt.Errorf("rtsp read: %w", err))
 		return nil, false, log, res, err
+	}
+	if sess != nil {
+		sess.grant.End()
+		sess.grant = grant
+	} else {
+		s.keepGrant(c, name, grant)
 	}
 	return st, all, log, nil, nil
 }
@@ -414,7 +433,7 @@ func (s *Server) lookupStream(log *slog.Logger, req *base.Request, path, query s
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
 func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	log := s.log.With("remote", ctx.Conn.NetConn().RemoteAddr().String())
-	st, all, log, res, err := s.lookupStream(log, ctx.Request, ctx.Path, ctx.Query)
+	st, all, log, res, err := s.lookupStream(log, ctx.Conn, nil, ctx.Request, ctx.Path, ctx.Query)
 	if res != nil {
 		return res, nil, err
 	}
@@ -436,7 +455,7 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 		// a further media of the same stream (gortsplib checks the path)
 		return &base.Response{StatusCode: base.StatusOK}, sess.out.ss, nil
 	}
-	st, all, log, res, err := s.lookupStream(sess.log, ctx.Request, ctx.Path, ctx.Query)
+	st, all, log, res, err := s.lookupStream(sess.log, ctx.Conn, sess, ctx.Request, ctx.Path, ctx.Query)
 	if res != nil {
 		return res, nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
+	tokenpkg "github.com/streamfleet/streamfleet/internal/token"
 	"github.com/streamfleet/streamfleet/node/hub"
 	"github.com/streamfleet/streamfleet/node/rtpformat"
 )
@@ -77,9 +78,12 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 		return s.refuse(log, base.StatusBadRequest, "Bad Request: "+reasonOf(err), fmt.Errorf("rtsp publish: %w", err))
 	}
 	log = sess.log.With("stream", name)
-	if ok, offered := authorized(ctx.Request, token, s.cfg.PublishToken); !ok {
-		return s.unauthorized(log, offered)
+	grant, res, err := s.authorize(log, ctx.Conn.NetConn(), ctx.Request, tokenpkg.ActionPublish, name, token)
+	if res != nil {
+		return res, err
 	}
+	sess.grant.End()   // a second ANNOUNCE in the session replaces the first's grant
+	sess.grant = grant // ended when the session closes, whatever happens next
 	ins, specs, skipped := planIngest(ctx.Description)
 	if len(ins) == 0 {
 		err := fmt.Errorf("rtsp publish %s: %w (offered: %s)", name, ErrNoSupportedMedia, strings.Join(skipped, ", "))

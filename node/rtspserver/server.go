@@ -22,6 +22,8 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 
+	"github.com/streamfleet/streamfleet/internal/streamname"
+	nodeauth "github.com/streamfleet/streamfleet/node/auth"
 	"github.com/streamfleet/streamfleet/node/hub"
 )
 
@@ -44,9 +46,10 @@ type Stats struct {
 
 // Server is the RTSP front end of a node.
 type Server struct {
-	cfg Config
-	hub *hub.Hub
-	log *slog.Logger
+	cfg  Config
+	hub  *hub.Hub
+	log  *slog.Logger
+	auth *nodeauth.Authorizer
 
 	rtsp    *gortsplib.Server
 	tcpAddr net.Addr
@@ -78,7 +81,11 @@ func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, hub: h, log: log, outs: map[outKey]*outStream{}, ctx: ctx, cancel: cancel, done: ctx.Done()}, nil
+	a := cfg.Auth
+	if a == nil {
+		a = nodeauth.Static(cfg.PublishToken, cfg.PlayToken)
+	}
+	return &Server{cfg: cfg, hub: h, log: log, auth: a, outs: map[outKey]*outStream{}, ctx: ctx, cancel: cancel, done: ctx.Done()}, nil
 }
 
 // Stats returns the server's counters.
@@ -244,12 +251,15 @@ type session struct {
 
 	// reader side
 	out *outStream
+
+	grant *nodeauth.Grant // what allowed the session; ended when it closes
 }
 
 // conn is what the server keeps about one connection (its user data): the streams it DESCRIBEd,
 // which it keeps alive until it closes. Guarded by Server.mu.
 type conn struct {
-	outs map[*outStream]struct{}
+	outs   map[*outStream]struct{}
+	grants map[streamname.Name]*nodeauth.Grant // of DESCRIBEs not yet taken over by a SETUP
 }
 
 func sessionOf(ss *gortsplib.ServerSession) *session {
@@ -276,6 +286,7 @@ func (s *Server) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 	if c == nil {
 		return
 	}
+	s.endGrants(c)
 	s.mu.Lock()
 	var idle []*outStream
 	for o := range c.outs {
@@ -303,6 +314,7 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	if sess == nil {
 		return
 	}
+	defer sess.grant.End()
 	if p := sess.pub; p != nil {
 		if sess.counted {
 			s.stats.PublishSessions.Add(-1)
