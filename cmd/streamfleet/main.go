@@ -22,6 +22,7 @@ type subcommand struct {
 var subcommands = map[string]subcommand{
 	"dev":      {"run an origin node with pages, WHIP and WHEP on 127.0.0.1:8080, no configuration", runDev},
 	"node":     {"run one media node (--role=origin|relay|edge|transcoder)", runNode},
+	"manager":  {"run a stream manager: REST API, load-balanced lookups, WHIP/WHEP redirects, dashboard", runManager},
 	"loadtest": {"publish over WHIP and play with N WHEP subscribers; report delay, loss, CPU", runLoadtest},
 }
 

@@ -41,6 +41,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
 	fs.StringVar(&cfg.ClusterSecret, "cluster-secret", cfg.ClusterSecret, "shared secret of the cluster's nodes: presented on pulls, and required of all-layers pulls from this node (never logged)")
 	fs.DurationVar(&cfg.PullLinger, "pull-linger", cfg.PullLinger, "how long a pulled stream without readers is kept before the pull stops")
 	fs.DurationVar(&cfg.WebRTC.ConnectTimeout, "connect-timeout", cfg.WebRTC.ConnectTimeout, "drop a WebRTC peer that has not connected after this long")
+	natsFlags(fs, &cfg.NATS)
 	return func() error {
 		if err := applyEnv(fs); err != nil {
 			return err
