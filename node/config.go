@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/streamfleet/streamfleet/node/agent"
+	"github.com/streamfleet/streamfleet/node/auth"
 	"github.com/streamfleet/streamfleet/node/cascade"
 	"github.com/streamfleet/streamfleet/node/rtspserver"
 	"github.com/streamfleet/streamfleet/node/srtserver"
@@ -44,12 +45,14 @@ type Config struct {
 	HTTPAddr string
 	// WebRTC configures WHIP/WHEP, including the ICE UDP port.
 	WebRTC webrtcserver.Config
-	// RTSP configures RTSP publish and read (TCP, and UDP unicast); an empty Addr disables it. Its
-	// tokens are taken from WebRTC.PublishToken and PlayToken.
+	// RTSP configures RTSP publish and read (TCP, and UDP unicast); an empty Addr disables it.
 	RTSP rtspserver.Config
-	// SRT configures SRT publish and read (MPEG-TS); an empty Addr disables it. Its tokens are
-	// taken from WebRTC.PublishToken and PlayToken.
+	// SRT configures SRT publish and read (MPEG-TS); an empty Addr disables it.
 	SRT srtserver.Config
+	// Auth decides who may publish and play, on every protocol alike: static tokens, signed
+	// tokens (JWT) verified with its keys, and/or the auth webhook. The static tokens default to
+	// WebRTC.PublishToken and PlayToken.
+	Auth auth.Config
 	// Transcode configures the ffmpeg transcoders (AAC to Opus for WebRTC viewers).
 	Transcode transcode.Config
 	// Grace is how long a stream waits for its publisher to come back before it ends.
@@ -116,6 +119,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown timeout must be positive"))
+	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.WebRTC.Validate(); err != nil {
 		errs = append(errs, err)

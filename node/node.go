@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/streamfleet/streamfleet/node/agent"
+	"github.com/streamfleet/streamfleet/node/auth"
 	"github.com/streamfleet/streamfleet/node/cascade"
 	"github.com/streamfleet/streamfleet/node/hub"
 	"github.com/streamfleet/streamfleet/node/rtspserver"
@@ -33,6 +34,7 @@ type Node struct {
 	hub        *hub.Hub
 	webrtc     *webrtcserver.Server
 	transcoder *transcode.Supervisor
+	auth       *auth.Authorizer // asked by every protocol server
 	rtsp       *rtspserver.Server
 	srt        *srtserver.Server
 	puller     *cascade.Puller // nil on an origin, or without upstreams
@@ -61,21 +63,27 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	authz, err := auth.New(cfg.authConfig(), log)
+	if err != nil {
+		return nil, err
+	}
 	h := hub.New(hub.Config{Grace: cfg.Grace, OnDerivedDemand: tc.Demand}, log)
-	w, err := webrtcserver.New(cfg.WebRTC, h, log)
+	webrtcCfg := cfg.WebRTC
+	webrtcCfg.Auth = authz
+	w, err := webrtcserver.New(webrtcCfg, h, log)
 	if err != nil {
 		return nil, err
 	}
 	rtspCfg := cfg.RTSP
-	rtspCfg.PublishToken, rtspCfg.PlayToken = cfg.WebRTC.PublishToken, cfg.WebRTC.PlayToken
+	rtspCfg.Auth = authz
 	rtspCfg.ClusterSecret = cfg.ClusterSecret
 	rs, err := rtspserver.New(rtspCfg, h, log)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, hub: h, webrtc: w, transcoder: tc, rtsp: rs, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: log, hub: h, webrtc: w, transcoder: tc, rtsp: rs, auth: authz, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
 	srtCfg := cfg.SRT
-	srtCfg.PublishToken, srtCfg.PlayToken = cfg.WebRTC.PublishToken, cfg.WebRTC.PlayToken
+	srtCfg.Auth = authz
 	ss, err := srtserver.New(srtCfg, h, log)
 	if err != nil {
 		return nil, err
@@ -215,6 +223,7 @@ func (n *Node) Close() error {
 			errs = append(errs, err)
 		}
 		n.transcoder.Close()
+		n.auth.Close() // the sessions' invalidate events, sent as they closed
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -32,8 +33,18 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
 	fs.StringVar(&cfg.RTSP.UDPRTCPAddr, "rtsp-udp-rtcp", cfg.RTSP.UDPRTCPAddr, "RTSP UDP transport: RTCP address (the RTP port + 1)")
 	fs.StringVar(&publicIPs, "public-ip", "", "comma-separated public IPs announced as ICE candidates (1:1 NAT)")
 	fs.StringVar(&iceServers, "ice-server", "", "comma-separated STUN/TURN URLs handed to clients in Link headers")
-	fs.StringVar(&cfg.WebRTC.PublishToken, "publish-token", "", "bearer token required to publish (empty: open)")
-	fs.StringVar(&cfg.WebRTC.PlayToken, "play-token", "", "bearer token required to play (empty: open)")
+	fs.StringVar(&cfg.Auth.PublishToken, "publish-token", cfg.Auth.PublishToken, "static token that allows publishing any stream, on every protocol (empty: none)")
+	fs.StringVar(&cfg.Auth.PlayToken, "play-token", cfg.Auth.PlayToken, "static token that allows playing any stream, on every protocol (empty: none)")
+	fs.Func("token-key", "HS256 `secret` (at least 32 bytes) that verifies signed publish/play tokens; repeat to rotate keys", func(v string) error {
+		cfg.Auth.TokenSecrets = append(cfg.Auth.TokenSecrets, v)
+		return nil
+	})
+	fs.Func("token-pubkey", "PEM `file` of an ES256 public key that verifies signed publish/play tokens; repeat to rotate keys", func(v string) error {
+		cfg.Auth.TokenPublicKeyFiles = append(cfg.Auth.TokenPublicKeyFiles, v)
+		return nil
+	})
+	fs.StringVar(&cfg.Auth.WebhookURL, "auth-webhook", cfg.Auth.WebhookURL, "`URL` POSTed a JSON validate event for each publish/play the tokens do not allow (2xx allows), and invalidate when it ends")
+	fs.DurationVar(&cfg.Auth.WebhookTimeout, "auth-webhook-timeout", 2*time.Second, "how long the auth webhook may take to answer before the request is refused")
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go's profiler at /debug/pprof/ (keep off on public nodes)")
 	fs.StringVar(&cfg.Transcode.FFmpeg, "ffmpeg", cfg.Transcode.FFmpeg, "ffmpeg binary for transcoding (AAC to Opus for WebRTC viewers)")
 	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long a stream waits for its publisher to come back")
