@@ -24,6 +24,7 @@ var subcommands = map[string]subcommand{
 	"node":     {"run one media node (--role=origin|relay|edge|transcoder)", runNode},
 	"manager":  {"run a stream manager: REST API, load-balanced lookups, WHIP/WHEP redirects, dashboard", runManager},
 	"loadtest": {"publish over WHIP and play with N WHEP subscribers; report delay, loss, CPU", runLoadtest},
+	"token":    {"mint, verify or make keys for signed publish/play tokens (mint --key ... --stream live/x --action play --ttl 1h)", runToken},
 }
 
 func usage() {
