@@ -1,0 +1,192 @@
+package streammanager
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/streamfleet/streamfleet/internal/contract"
+)
+
+// fleet builds a state with nodes that heartbeat "now".
+type fleet struct {
+	t   testing.TB
+	s   *State
+	now time.Time
+}
+
+func newFleet(t testing.TB) *fleet {
+	f := &fleet{t: t, s: NewState(contract.HeartbeatTTL), now: time.Now()}
+	f.s.now = func() time.Time { return f.now }
+	return f
+}
+
+func (f *fleet) add(id, role, region string, capSessions int, streams ...string) {
+	f.s.SetNode(contract.NodeRecord{V: 1, ID: id, Role: role, Region: region,
+		URLs:     contract.NodeURLs{HTTP: "http://" + id, SRT: id + ":9000", RTSP: id + ":8554"},
+		Capacity: contract.Capacity{Sessions: capSessions}})
+	f.beat(id, 0, streams...)
+}
+
+func (f *fleet) beat(id string, sessions int, streams ...string) {
+	hb := contract.Heartbeat{V: 1, Node: id, Time: f.now, Sessions: map[string]int{contract.SessionsWHEP: sessions}}
+	for _, s := range streams {
+		hb.Streams = append(hb.Streams, contract.StreamLoad{Name: s, Live: true})
+		f.s.SetRoute(contract.Route{V: 1, Stream: s, Node: id, Role: "edge"})
+	}
+	f.s.SetHeartbeat(hb, f.now)
+}
+
+func (f *fleet) subscribe(stream, region string) string {
+	f.t.Helper()
+	c, err := f.s.Subscribe(Request{Stream: stream, Region: region, Protocol: "webrtc"})
+	if err != nil {
+		f.t.Fatalf("Subscribe(%s, %s): %v", stream, region, err)
+	}
+	return c.Node.ID
+}
+
+func TestSubscribeRegionFirst(t *testing.T) {
+	f := newFleet(t)
+	f.add("eu-1", "edge", "eu", 100)
+	f.add("us-1", "edge", "us", 100)
+	f.add("origin", "origin", "eu", 100)
+	for range 20 {
+		if got := f.subscribe("live/a", "us"); got != "us-1" {
+			t.Fatalf("region us: got %s", got)
+		}
+	}
+	// A region without nodes falls back to any edge.
+	if got := f.subscribe("live/a", "ap"); got != "eu-1" && got != "us-1" {
+		t.Fatalf("region ap: got %s", got)
+	}
+}
+
+func TestSubscribePrefersCarryingThenSpreadsByLoad(t *testing.T) {
+	f := newFleet(t)
+	f.add("e1", "edge", "eu", 10)
+	f.add("e2", "edge", "eu", 10, "live/a")
+	f.add("e3", "edge", "eu", 10)
+	for i := range 10 {
+		if got := f.subscribe("live/a", "eu"); got != "e2" {
+			t.Fatalf("viewer %d: got %s, want e2 (carries the stream)", i, got)
+		}
+	}
+	// e2 is full (predicted load): the next viewers open one more edge and fill it.
+	first := f.subscribe("live/a", "eu")
+	if first == "e2" {
+		t.Fatal("sent to a full edge")
+	}
+	for range 9 {
+		if got := f.subscribe("live/a", "eu"); got != first {
+			t.Fatalf("got %s, want %s (now carrying)", got, first)
+		}
+	}
+	// A stream nobody carries spreads by load: e1/e3 are the emptier ones.
+	counts := map[string]int{}
+	for range 5 {
+		counts[f.subscribe("live/b", "eu")]++
+	}
+	if counts["e2"] != 0 {
+		t.Fatalf("full edge chosen: %v", counts)
+	}
+}
+
+func TestSubscribeNoCapacity(t *testing.T) {
+	f := newFleet(t)
+	f.add("e1", "edge", "eu", 2)
+	f.subscribe("s", "")
+	f.subscribe("s", "")
+	if _, err := f.s.Subscribe(Request{Stream: "s"}); !errors.Is(err, ErrNoCapacity) {
+		t.Fatalf("third viewer: %v, want ErrNoCapacity", err)
+	}
+	// A heartbeat that confirms the two sessions keeps it full; one that shows them gone frees it.
+	f.now = f.now.Add(time.Second)
+	f.beat("e1", 2)
+	if _, err := f.s.Subscribe(Request{Stream: "s"}); !errors.Is(err, ErrNoCapacity) {
+		t.Fatalf("after confirming heartbeat: %v, want ErrNoCapacity", err)
+	}
+	f.now = f.now.Add(time.Second)
+	f.beat("e1", 0)
+	f.subscribe("s", "")
+}
+
+func TestFailedAndDrainingNodesLeaveLookups(t *testing.T) {
+	f := newFleet(t)
+	f.add("e1", "edge", "eu", 0)
+	f.add("e2", "edge", "eu", 0)
+	f.now = f.now.Add(2 * time.Second)
+	f.beat("e2", 0)
+	f.now = f.now.Add(1500 * time.Millisecond) // e1's last heartbeat is 3.5 s old
+	for range 10 {
+		if got := f.subscribe("s", ""); got != "e2" {
+			t.Fatalf("failed node chosen: %s", got)
+		}
+	}
+	if v, _ := f.s.Node("e1"); v.State != "failed" {
+		t.Fatalf("e1 state %q", v.State)
+	}
+	f.s.SetDraining("e2", true)
+	if _, err := f.s.Subscribe(Request{Stream: "s"}); !errors.Is(err, ErrNoNode) {
+		t.Fatalf("all edges failed or draining: %v, want ErrNoNode", err)
+	}
+}
+
+func TestPublishStaysOnTheStreamsOrigin(t *testing.T) {
+	f := newFleet(t)
+	f.add("o1", "origin", "eu", 0)
+	f.add("o2", "origin", "eu", 0)
+	f.s.SetRoute(contract.Route{V: 1, Stream: "live/x", Node: "o2", Role: "origin", Ingest: true})
+	for range 10 {
+		c, err := f.s.Publish(Request{Stream: "live/x", Protocol: "webrtc"})
+		if err != nil || c.Node.ID != "o2" {
+			t.Fatalf("Publish = %v, %v; want o2", c.Node.ID, err)
+		}
+	}
+	// Edges never take publishers; with no origin, ErrNoNode.
+	g := newFleet(t)
+	g.add("e1", "edge", "eu", 0)
+	if _, err := g.s.Publish(Request{Stream: "a"}); !errors.Is(err, ErrNoNode) {
+		t.Fatalf("no origin: %v", err)
+	}
+}
+
+// TestFlashCrowd is the NBA-finals profile: 100,000 viewers of one stream join within a minute
+// across 50 edges of capacity 2,500 that heartbeat every second. No edge is sent more than its
+// capacity, no lookup fails, and the stream is on no more edges than it needs (40) + 10 %.
+func TestFlashCrowd(t *testing.T) {
+	const viewers, edges, capacity = 100_000, 50, 2_500
+	f := newFleet(t)
+	sessions := map[string]int{}
+	for i := range edges {
+		f.add(fmt.Sprintf("edge-%02d", i), "edge", "us", capacity)
+	}
+	f.add("origin", "origin", "us", 0)
+	step := time.Minute / viewers
+	nextBeat := f.now.Add(time.Second)
+	for i := range viewers {
+		f.now = f.now.Add(step)
+		if f.now.After(nextBeat) { // every edge reports what it has (the viewers connected at once)
+			for i := range edges {
+				id := fmt.Sprintf("edge-%02d", i)
+				f.beat(id, sessions[id])
+			}
+			f.beat("origin", 0)
+			nextBeat = nextBeat.Add(time.Second)
+		}
+		c, err := f.s.Subscribe(Request{Stream: "nba/finals", Region: "us", Protocol: "webrtc"})
+		if err != nil {
+			t.Fatalf("viewer %d: %v", i, err)
+		}
+		sessions[c.Node.ID]++
+		if sessions[c.Node.ID] > capacity {
+			t.Fatalf("edge %s sent %d viewers, capacity %d", c.Node.ID, sessions[c.Node.ID], capacity)
+		}
+	}
+	need := viewers / capacity
+	if len(sessions) > need+need/10 {
+		t.Fatalf("stream on %d edges, needs %d (+10 %%)", len(sessions), need)
+	}
+	t.Logf("%d viewers on %d edges (need %d)", viewers, len(sessions), need)
+}
