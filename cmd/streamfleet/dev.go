@@ -42,6 +42,8 @@ func srtDevLines(addr string) []string {
 		"  SRT read       " + read,
 		"    ffmpeg -re -f lavfi -i testsrc=size=640x360:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 30 -pix_fmt yuv420p -c:a aac -f mpegts \"" + pub + "&latency=120000\"",
 		"    ffplay \"" + read + "\"",
+		"    OBS: Settings > Stream > Service \"Custom...\", Server " + pub + " (no stream key);",
+		"         to watch in OBS, add a Media Source with input " + read,
 	}
 }
 
