@@ -33,6 +33,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzOffer -fuzztime 60s ./node/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/streamname/
 	$(GO) test -run '^$$' -fuzz FuzzTarget -fuzztime 30s ./node/rtspserver/
+	$(GO) test -run '^$$' -fuzz FuzzParseLayerMID -fuzztime 30s ./node/rtspserver/
+	$(GO) test -run '^$$' -fuzz FuzzPlanPull -fuzztime 60s ./node/cascade/
 	$(GO) test -run '^$$' -fuzz FuzzParseStreamID -fuzztime 30s ./node/srtserver/
 	$(GO) test -run '^$$' -fuzz FuzzIngest -fuzztime 60s ./node/mpegts/
 

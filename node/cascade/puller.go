@@ -244,7 +244,7 @@ func (pl *pull) run() {
 			if missing == failed {
 				pl.finish(fmt.Errorf("%s: no upstream has it: %w", pl.name, hub.ErrStreamNotFound))
 			} else {
-				pl.finish(fmt.Errorf("%w: %v", ErrUpstreamUnavailable, lastErr))
+				pl.finish(fmt.Errorf("%w: %w", ErrUpstreamUnavailable, lastErr))
 			}
 			return
 		}

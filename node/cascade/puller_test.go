@@ -1,0 +1,328 @@
+package cascade_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+	"github.com/pion/rtp"
+
+	"github.com/streamfleet/streamfleet/internal/nodetest"
+	"github.com/streamfleet/streamfleet/internal/rtctest"
+	"github.com/streamfleet/streamfleet/internal/streamname"
+	"github.com/streamfleet/streamfleet/node"
+	"github.com/streamfleet/streamfleet/node/cascade"
+	"github.com/streamfleet/streamfleet/node/hub"
+)
+
+// feeder writes H264 packets into a stream of an upstream node's hub, directly, so a test can
+// make that upstream stall (pause) and resume.
+type feeder struct {
+	pub    *hub.Publication
+	paused atomic.Bool
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func feed(t *testing.T, n *node.Node, name streamname.Name) *feeder {
+	t.Helper()
+	pub, err := n.Hub().Publish(name, []hub.TrackSpec{{Codec: rtctest.H264}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &feeder{pub: pub, stop: make(chan struct{})}
+	l := pub.Stream().Tracks()[0].Layer("")
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for i := uint32(1); ; i++ {
+			select {
+			case <-f.stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if f.paused.Load() {
+				continue
+			}
+			l.WritePacket(&hub.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(i), Timestamp: i * 1800, SSRC: 7},
+				Payload: rtctest.Payload(rtctest.H264.MimeType, i%10 == 1, i, "")})
+		}
+	}()
+	t.Cleanup(func() {
+		close(f.stop)
+		f.wg.Wait()
+		pub.End()
+	})
+	return f
+}
+
+// newPuller makes a puller of a bare hub, with short timeouts.
+func newPuller(t *testing.T, upstreams []string, edit func(*cascade.Config)) (*cascade.Puller, *hub.Hub) {
+	t.Helper()
+	h := hub.New(hub.Config{Grace: 5 * time.Second}, nil)
+	cfg := cascade.DefaultConfig()
+	cfg.Upstreams, cfg.ClusterSecret = upstreams, secret
+	cfg.StallTimeout, cfg.RTSPTimeout, cfg.Linger = 300*time.Millisecond, 2*time.Second, time.Minute
+	if edit != nil {
+		edit(&cfg)
+	}
+	p, err := cascade.New(cfg, h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.SetSource(p)
+	t.Cleanup(func() {
+		p.Close()
+		h.Close()
+	})
+	return p, h
+}
+
+// freePort is a TCP port on 127.0.0.1 nothing listens on.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func origin(t *testing.T) *node.Node {
+	return nodetest.Start(t, func(c *node.Config) { c.ClusterSecret = secret })
+}
+
+// TestPullSkipsDeadAndMissingUpstreams: the first upstream refuses connections, the second lacks
+// the stream, the third has it.
+func TestPullSkipsDeadAndMissingUpstreams(t *testing.T) {
+	empty, full := origin(t), origin(t)
+	feed(t, full, "live/x")
+	p, h := newPuller(t, []string{freePort(t), empty.RTSPAddr().String(), "rtsp://" + full.RTSPAddr().String() + "/"}, nil)
+	st, err := h.Open(t.Context(), "live/x")
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if got := p.Stats().AttemptFailures.Load(); got != 2 {
+		t.Fatalf("%d failed attempts, want 2", got)
+	}
+	if pulls := p.Pulls(); len(pulls) != 1 || pulls[0].Upstream != full.RTSPAddr().String() {
+		t.Fatalf("pulls %+v", pulls)
+	}
+	r := st.Tracks()[0].NewReader(0)
+	defer r.Close()
+	select {
+	case e := <-r.C():
+		if idx, _, ok := rtctest.PayloadIndex(e.Packet.Payload); !ok || idx%10 != 1 {
+			t.Fatalf("first packet %v: want a keyframe of the feeder", e.Packet.Payload[:8])
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no packet pulled")
+	}
+}
+
+// TestPullErrors: no upstream has the stream (ErrStreamNotFound), no upstream answers
+// (ErrUpstreamUnavailable), the upstream refuses the secret (ErrUnauthorized).
+func TestPullErrors(t *testing.T) {
+	o := origin(t)
+	feed(t, o, "live/x")
+	for _, tc := range []struct {
+		name      string
+		upstreams []string
+		secret    string
+		stream    streamname.Name
+		want      []error
+	}{
+		{"missing everywhere", []string{o.RTSPAddr().String(), o.RTSPAddr().String()}, secret, "live/nobody", []error{hub.ErrStreamNotFound}},
+		{"all down", []string{freePort(t), freePort(t)}, secret, "live/x", []error{cascade.ErrUpstreamUnavailable}},
+		{"no secret", []string{o.RTSPAddr().String()}, "", "live/x", []error{cascade.ErrUpstreamUnavailable, cascade.ErrUnauthorized}},
+		{"wrong secret", []string{o.RTSPAddr().String()}, "not-the-secret", "live/x", []error{cascade.ErrUpstreamUnavailable, cascade.ErrUnauthorized}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, h := newPuller(t, tc.upstreams, func(c *cascade.Config) { c.ClusterSecret = tc.secret })
+			_, err := h.Open(t.Context(), tc.stream)
+			for _, want := range tc.want {
+				if !errors.Is(err, want) {
+					t.Fatalf("open: %v, want %v", err, want)
+				}
+			}
+			waitFor(t, time.Second, "no pull left", func() bool { return len(p.Pulls()) == 0 })
+			if _, err := h.Stream(tc.stream); err == nil {
+				t.Fatal("a failed pull left a stream")
+			}
+		})
+	}
+}
+
+// TestStallFailsOverAndBack: an upstream that stops sending is given up after the stall timeout for
+// the next; the local stream and its reader carry on (the returning-publisher path), resuming on a
+// keyframe; when that one stalls too, the pull goes round to the first again.
+func TestStallFailsOverAndBack(t *testing.T) {
+	a, b := origin(t), origin(t)
+	fa, fb := feed(t, a, "live/x"), feed(t, b, "live/x")
+	p, h := newPuller(t, []string{a.RTSPAddr().String(), b.RTSPAddr().String()}, nil)
+	st, err := h.Open(t.Context(), "live/x")
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	r := st.Tracks()[0].NewReader(0)
+	defer r.Close()
+	upstreamOf := func() string {
+		if pl := p.Pulls(); len(pl) == 1 && pl[0].Sessions == 1 {
+			return pl[0].Upstream
+		}
+		return ""
+	}
+	drain := func(d time.Duration) (n int, firstKey bool) {
+		deadline := time.After(d)
+		for {
+			select {
+			case e := <-r.C():
+				if n == 0 {
+					firstKey = e.Packet.Keyframe
+				}
+				n++
+			case <-deadline:
+				return n, firstKey
+			}
+		}
+	}
+	if n, _ := drain(300 * time.Millisecond); n == 0 {
+		t.Fatal("nothing from the first upstream")
+	}
+	for round, next := range []*node.Node{b, a} {
+		if round == 0 {
+			fa.paused.Store(true)
+		} else {
+			fa.paused.Store(false)
+			fb.paused.Store(true)
+		}
+		drain(100 * time.Millisecond) // what was under way
+		start := time.Now()
+		waitFor(t, 2*time.Second, "the next upstream", func() bool { return upstreamOf() == next.RTSPAddr().String() })
+		t.Logf("round %d: failed over in %v", round, time.Since(start))
+		n, firstKey := drain(500 * time.Millisecond)
+		if n == 0 || !firstKey {
+			t.Fatalf("round %d: %d packets after failover, first a keyframe: %v", round, n, firstKey)
+		}
+		if cur, _ := h.Stream("live/x"); cur != st {
+			t.Fatal("the local stream was replaced: readers would have lost it")
+		}
+	}
+	if got := p.Stats().Failovers.Load(); got != 2 {
+		t.Fatalf("%d failovers, want 2", got)
+	}
+	select {
+	case <-r.Done():
+		t.Fatal("the reader was closed")
+	default:
+	}
+}
+
+// TestCloseEndsPulledStreams: closing the puller ends its streams and their readers.
+func TestCloseEndsPulledStreams(t *testing.T) {
+	o := origin(t)
+	feed(t, o, "live/x")
+	p, h := newPuller(t, []string{o.RTSPAddr().String()}, nil)
+	st, err := h.Open(t.Context(), "live/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	select {
+	case <-st.Done():
+	case <-time.After(time.Second):
+		t.Fatal("the pulled stream outlived the puller")
+	}
+	if err := p.Pull(context.Background(), "live/x"); !errors.Is(err, cascade.ErrClosed) {
+		t.Fatalf("pull after close: %v", err)
+	}
+}
+
+// TestStrangerCannotPullAllLayers: an RTSP client without the cluster secret gets 401 for an
+// all-layers pull (without credentials, with a wrong password, with the right password under
+// another user name), while a plain read stays open; the node's own user and secret get 200.
+func TestStrangerCannotPullAllLayers(t *testing.T) {
+	o := origin(t)
+	feed(t, o, "live/x")
+	describe := func(user, pass, query string) base.StatusCode {
+		t.Helper()
+		tcp := gortsplib.TransportTCP
+		c := &gortsplib.Client{Transport: &tcp, ReadTimeout: 3 * time.Second}
+		if err := c.Start("rtsp", o.RTSPAddr().String()); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		u, err := base.ParseURL("rtsp://" + o.RTSPAddr().String() + "/live/x" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if user != "" {
+			u.User = urlUser(user, pass)
+		}
+		_, res, err := c.Describe(u)
+		var bad liberrors.ErrClientBadStatusCode
+		switch {
+		case errors.As(err, &bad):
+			return bad.Code
+		case err != nil:
+			t.Fatalf("describe: %v", err)
+		}
+		return res.StatusCode
+	}
+	for _, tc := range []struct {
+		name, user, pass, query string
+		want                    base.StatusCode
+	}{
+		{"no credentials", "", "", "?layers=all", base.StatusUnauthorized},
+		{"wrong secret", "streamfleet-node", "guess", "?layers=all", base.StatusUnauthorized},
+		{"other user", "admin", secret, "?layers=all", base.StatusUnauthorized},
+		{"node", "streamfleet-node", secret, "?layers=all", base.StatusOK},
+		{"plain read", "", "", "", base.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := describe(tc.user, tc.pass, tc.query); got != tc.want {
+				t.Fatalf("DESCRIBE: %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestEdgeWithoutSecretIsRefused: an edge configured without the cluster secret cannot pull from
+// an origin that has one; its viewer gets 503, not the stream.
+func TestEdgeWithoutSecretIsRefused(t *testing.T) {
+	o := origin(t)
+	feed(t, o, "live/x")
+	edge := nodetest.Start(t, func(c *node.Config) {
+		c.Role, c.Upstreams = node.RoleEdge, []string{o.RTSPAddr().String()}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = rtctest.View(ctx, api, edge.HTTPURL()+"/whep/live/x", "")
+	var he *rtctest.HTTPError
+	if !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable {
+		t.Fatalf("view through an edge without the secret: %v, want 503", err)
+	}
+	if got := edge.Puller().Stats().AttemptFailures.Load(); got == 0 {
+		t.Fatal("the edge counted no failed attempt")
+	}
+	if _, err := edge.Hub().Stream("live/x"); err == nil {
+		t.Fatal("the edge carries the stream")
+	}
+}
+
+func urlUser(user, pass string) *url.Userinfo { return url.UserPassword(user, pass) }
