@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	"github.com/streamfleet/streamfleet/internal/devcluster"
 	"github.com/streamfleet/streamfleet/node"
 )
 
-// runDev runs the embedded default: one origin on 127.0.0.1 serving pages, WHIP and WHEP, and
-// prints every URL a newcomer needs. Later issues add relay, edge, NATS and a manager behind the
-// same front door.
+// runDev runs the embedded default on 127.0.0.1: an origin (the front door: pages, WHIP, WHEP,
+// SRT and RTSP on their default ports), a relay pulling from it and an edge pulling from the relay,
+// in one process with a generated cluster secret, and prints every URL a newcomer needs. The
+// node flags apply to the origin, and the relay and edge copy them.
 func runDev(ctx context.Context, args []string) error {
 	cfg := node.DefaultConfig()
 	cfg.ID = "dev-origin"
@@ -20,16 +23,64 @@ func runDev(ctx context.Context, args []string) error {
 	cfg.WebRTC.ICEUDPAddr = "127.0.0.1:8189"
 	cfg.RTSP.Addr, cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "127.0.0.1:8554", "127.0.0.1:8000", "127.0.0.1:8001"
 	cfg.SRT.Addr = "127.0.0.1:9000"
-	return serveNode(ctx, "dev", cfg, args, func(n *node.Node) {
-		var extra []string
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	finish := nodeFlags(fs, &cfg)
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := finish(); err != nil {
+		return err
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		return err
+	}
+	if cfg.ClusterSecret == "" {
+		cfg.ClusterSecret = devcluster.Secret()
+	}
+	c, err := devcluster.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	var extra []string
+	if a := c.Origin.SRTAddr(); a != nil {
+		extra = append(extra, srtDevLines(a.String())...)
+	}
+	if a := c.Origin.RTSPAddr(); a != nil {
+		extra = append(extra, rtspDevLines(a.String())...)
+	}
+	extra = append(extra, clusterDevLines(c)...)
+	printDevURLs(os.Stdout, c.Origin.HTTPURL(), c.Edge.HTTPURL(), c.Origin.ICEUDPAddr().String(), extra...)
+	select {
+	case <-ctx.Done():
+	case err = <-c.Err():
+	}
+	if cerr := c.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// clusterDevLines are the cascade lines of the dev banner: each node and what it pulls from.
+func clusterDevLines(c *devcluster.Cluster) []string {
+	line := func(role string, n *node.Node, from string) string {
+		s := fmt.Sprintf("  %-14s %s   RTSP %s", role, n.HTTPURL(), n.RTSPAddr())
 		if a := n.SRTAddr(); a != nil {
-			extra = append(extra, srtDevLines(a.String())...)
+			s += "   SRT " + a.String()
 		}
-		if a := n.RTSPAddr(); a != nil {
-			extra = append(extra, rtspDevLines(a.String())...)
+		if from != "" {
+			s += "   pulls from " + from
 		}
-		printDevURLs(os.Stdout, n.HTTPURL(), n.ICEUDPAddr().String(), extra...)
-	})
+		return s
+	}
+	return []string{
+		"  cascade (one cluster secret, generated unless --cluster-secret is given):",
+		line("origin", c.Origin, ""),
+		line("relay", c.Relay, "the origin"),
+		line("edge", c.Edge, "the relay (the origin if the relay is gone)"),
+		"    watch any stream on the edge: " + c.Edge.HTTPURL() + "/watch?stream=NAME, WHEP POST " + c.Edge.HTTPURL() + "/whep/NAME",
+	}
 }
 
 // srtDevLines are the SRT lines of the dev banner: the publish and read URLs, an ffmpeg publish
@@ -57,28 +108,29 @@ func rtspDevLines(addr string) []string {
 	}
 }
 
-// printDevURLs prints the dev banner; extra lines (other protocols' URLs) go after the WebRTC ones.
-func printDevURLs(w io.Writer, base, iceUDP string, extra ...string) {
+// printDevURLs prints the dev banner: publish on the origin, watch on the edge; extra lines (other
+// protocols' URLs) go after the WebRTC ones.
+func printDevURLs(w io.Writer, origin, edge, iceUDP string, extra ...string) {
 	const stream = "live/test"
 	lines := []string{
 		"streamfleet dev is running. Open these:",
 		"",
-		"  publish page   " + base + "/publish?stream=" + stream,
-		"  watch page     " + base + "/watch?stream=" + stream,
-		"  home           " + base + "/",
+		"  publish page   " + origin + "/publish?stream=" + stream + "   (origin)",
+		"  watch page     " + edge + "/watch?stream=" + stream + "   (edge, through the relay)",
+		"  home           " + origin + "/",
 		"",
-		"  WHIP ingest    POST " + base + "/whip/" + stream,
-		"  WHEP playback  POST " + base + "/whep/" + stream,
-		"  health         " + base + "/healthz",
-		"  metrics        " + base + "/metrics",
-		"  ICE (UDP)      " + iceUDP,
+		"  WHIP ingest    POST " + origin + "/whip/" + stream,
+		"  WHEP playback  POST " + edge + "/whep/" + stream,
+		"  health         " + origin + "/healthz",
+		"  metrics        " + origin + "/metrics   (edge: " + edge + "/metrics)",
+		"  ICE (UDP)      " + iceUDP + "   (origin)",
 		"",
 	}
 	if len(extra) > 0 {
 		lines = append(append(lines, extra...), "")
 	}
 	lines = append(lines,
-		"  load test      streamfleet loadtest --server "+base+" --subscribers 50",
+		"  load test      streamfleet loadtest --server "+origin+" --subscribers 50",
 		"",
 		"Press Ctrl-C to stop.",
 	)
