@@ -17,6 +17,12 @@ const defaultStreamBitrate = 2_500_000
 // before its heartbeat or routes confirm it (the viewer connects, the node pulls).
 const pendingCarryTTL = 15 * time.Second
 
+// pendingGrace is how long after an answer a heartbeat must have been made to be trusted to
+// show its session: the client still has to reach the node, which may first pull the stream.
+// Until then the answer's predicted cost stays on the node, even at the price of counting a
+// session twice for a moment.
+const pendingGrace = time.Second
+
 // nearEqual is the utilization difference below which nodes are a random choice, so that
 // several managers answering at once do not herd onto one node.
 const nearEqual = 0.02
@@ -101,7 +107,7 @@ func (s *State) RemoveNode(id string) {
 }
 
 // SetHeartbeat stores a node's heartbeat, written at at. It replaces the predicted load of
-// every answer given before the heartbeat was made.
+// every answer given at least pendingGrace before the heartbeat was made.
 func (s *State) SetHeartbeat(hb contract.Heartbeat, at time.Time) {
 	streams := make(map[string]contract.StreamLoad, len(hb.Streams))
 	for _, st := range hb.Streams {
@@ -114,7 +120,7 @@ func (s *State) SetHeartbeat(hb contract.Heartbeat, at time.Time) {
 	n.hb, n.hbAt, n.streams, n.sessions, n.failedReported = hb, at, streams, total, false
 	keep := n.pending[:0]
 	for _, a := range n.pending {
-		if a.at.After(hb.Time) {
+		if a.at.Add(pendingGrace).After(hb.Time) {
 			keep = append(keep, a)
 		}
 	}
