@@ -19,7 +19,7 @@ import (
 func runDev(ctx context.Context, args []string) error {
 	cfg := node.DefaultConfig()
 	cfg.ID = "dev-origin"
-	cfg.HTTPAddr = "127.0.0.1:8080"
+	cfg.HTTPAddr = "127.0.0.1:8081" // 8080 is the stream manager's
 	cfg.WebRTC.ICEUDPAddr = "127.0.0.1:8189"
 	cfg.RTSP.Addr, cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "127.0.0.1:8554", "127.0.0.1:8000", "127.0.0.1:8001"
 	cfg.SRT.Addr = "127.0.0.1:9000"
@@ -39,6 +39,14 @@ func runDev(ctx context.Context, args []string) error {
 	if cfg.ClusterSecret == "" {
 		cfg.ClusterSecret = devcluster.Secret()
 	}
+	cp, err := startDevControlPlane(ctx, log, "127.0.0.1:8080")
+	if err != nil {
+		return err
+	}
+	defer cp.close()
+	if cfg.NATS.URL == "" {
+		cfg.NATS.URL = cp.nats.ClientURL()
+	}
 	c, err := devcluster.Start(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -51,7 +59,9 @@ func runDev(ctx context.Context, args []string) error {
 		extra = append(extra, rtspDevLines(a.String())...)
 	}
 	extra = append(extra, clusterDevLines(c)...)
-	printDevURLs(os.Stdout, c.Origin.HTTPURL(), c.Edge.HTTPURL(), c.Origin.ICEUDPAddr().String(), extra...)
+	extra = append(extra, cp.lines()...)
+	front := cp.manager.URL() // pages, WHIP and WHEP through the manager's redirects
+	printDevURLs(os.Stdout, front, front, c.Origin.ICEUDPAddr().String(), extra...)
 	select {
 	case <-ctx.Done():
 	case err = <-c.Err():
