@@ -326,3 +326,44 @@ func TestEdgeWithoutSecretIsRefused(t *testing.T) {
 }
 
 func urlUser(user, pass string) *url.Userinfo { return url.UserPassword(user, pass) }
+
+// TestRelayFailoverIsInvisibleDownstream: when a relay fails over to its second origin, the edge
+// pulling from it sees no change (its session stays, no failover), and the edge's viewer keeps
+// getting the stream with continuous sequence numbers: the relay's RTSP output is rewritten like
+// any viewer's.
+func TestRelayFailoverIsInvisibleDownstream(t *testing.T) {
+	a, b := origin(t), origin(t)
+	fa, _ := feed(t, a, "live/x"), feed(t, b, "live/x")
+	relay := nodetest.Start(t, func(c *node.Config) {
+		c.ID, c.Role, c.ClusterSecret, c.Upstreams = "relay", node.RoleRelay, secret, []string{a.RTSPAddr().String(), b.RTSPAddr().String()}
+	})
+	edge := nodetest.Start(t, func(c *node.Config) {
+		c.ID, c.Role, c.ClusterSecret, c.Upstreams = "edge", node.RoleEdge, secret, []string{relay.RTSPAddr().String()}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := rtctest.View(ctx, api, edge.HTTPURL()+"/whep/live/x", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	waitFor(t, 5*time.Second, "video at the viewer", func() bool { return len(v.Payloads("video")) > 20 })
+	fa.paused.Store(true)
+	waitFor(t, 3*time.Second, "the relay on the second origin", func() bool {
+		p := relay.Puller().Pulls()
+		return len(p) == 1 && p[0].Sessions == 1 && p[0].Upstream == b.RTSPAddr().String()
+	})
+	n := len(v.Payloads("video"))
+	waitFor(t, 3*time.Second, "video again at the viewer", func() bool { return len(v.Payloads("video")) > n+20 })
+	if f := relay.Puller().Stats().Failovers.Load(); f != 1 {
+		t.Fatalf("relay failovers %d, want 1", f)
+	}
+	if f, s := edge.Puller().Stats().Failovers.Load(), edge.Puller().Stats().SessionsOpened.Load(); f != 0 || s != 1 {
+		t.Fatalf("edge failovers %d, sessions %d: want 0 and 1", f, s)
+	}
+	checkSequence(t, v, "video", 0)
+}
