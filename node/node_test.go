@@ -81,6 +81,9 @@ func TestMain(m *testing.M) {
 		// pion's global DTLS/SRTP and net helpers park goroutines briefly after Close.
 		goleak.IgnoreTopFunction("github.com/pion/interceptor/pkg/report.(*SenderInterceptor).loop"),
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		// gosrt's Dial leaves its timeout timer's goroutine blocked after a refused handshake.
+		goleak.IgnoreTopFunction("github.com/datarhei/gosrt.Dial.func3"),
+		goleak.IgnoreTopFunction("github.com/datarhei/gosrt.Dial.func1"),
 	)
 }
 

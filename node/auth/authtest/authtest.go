@@ -114,6 +114,7 @@ type Webhook struct {
 	mu     sync.Mutex
 	status int
 	delay  time.Duration
+	allow  func(auth.WebhookEvent) bool
 	events []auth.WebhookEvent
 	notify chan struct{}
 }
@@ -135,8 +136,11 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) {
 	}
 	w.mu.Lock()
 	w.events = append(w.events, e)
-	status, delay := w.status, w.delay
+	status, delay, allow := w.status, w.delay, w.allow
 	w.mu.Unlock()
+	if allow != nil && !allow(e) {
+		status = http.StatusForbidden
+	}
 	select {
 	case w.notify <- struct{}{}:
 	default:
@@ -161,6 +165,24 @@ func (w *Webhook) Set(status int, delay time.Duration) {
 	w.mu.Unlock()
 }
 
+// SetAllow makes validate events that allow refuses answer 403 (nil: no filter).
+func (w *Webhook) SetAllow(allow func(auth.WebhookEvent) bool) {
+	w.mu.Lock()
+	w.allow = allow
+	w.mu.Unlock()
+}
+
+// Count is the number of events named name for stream that match (nil: all).
+func (w *Webhook) Count(name, stream string, match func(auth.WebhookEvent) bool) int {
+	n := 0
+	for _, e := range w.Events() {
+		if e.Event == name && e.Stream == stream && (match == nil || match(e)) {
+			n++
+		}
+	}
+	return n
+}
+
 // Events returns the events so far.
 func (w *Webhook) Events() []auth.WebhookEvent {
 	w.mu.Lock()
@@ -171,10 +193,16 @@ func (w *Webhook) Events() []auth.WebhookEvent {
 // Wait waits up to timeout for an event named name for stream and returns it.
 func (w *Webhook) Wait(t testing.TB, name, stream string, timeout time.Duration) auth.WebhookEvent {
 	t.Helper()
+	return w.WaitMatch(t, name, stream, nil, timeout)
+}
+
+// WaitMatch waits up to timeout for an event named name for stream that match accepts (nil: any).
+func (w *Webhook) WaitMatch(t testing.TB, name, stream string, match func(auth.WebhookEvent) bool, timeout time.Duration) auth.WebhookEvent {
+	t.Helper()
 	deadline := time.After(timeout)
 	for {
 		for _, e := range w.Events() {
-			if e.Event == name && e.Stream == stream {
+			if e.Event == name && e.Stream == stream && (match == nil || match(e)) {
 				return e
 			}
 		}
