@@ -37,6 +37,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzPlanPull -fuzztime 60s ./node/cascade/
 	$(GO) test -run '^$$' -fuzz FuzzParseStreamID -fuzztime 30s ./node/srtserver/
 	$(GO) test -run '^$$' -fuzz FuzzIngest -fuzztime 60s ./node/mpegts/
+	$(GO) test -run '^$$' -fuzz FuzzLookupRequest -fuzztime 30s ./streammanager/
+	$(GO) test -run '^$$' -fuzz FuzzDrainBody -fuzztime 30s ./streammanager/
 
 clean:
 	rm -rf bin

@@ -53,6 +53,7 @@ type nodeEntry struct {
 	draining bool // the managers' decision (BucketConfig)
 	// pending are the answers sent to this node since its last heartbeat.
 	pending        []assignment
+	pendingBitrate int64 // sum of pending bitrates
 	pendingCarry   map[string]time.Time // stream → last answer
 	failedReported bool
 }
@@ -118,13 +119,13 @@ func (s *State) SetHeartbeat(hb contract.Heartbeat, at time.Time) {
 	defer s.mu.Unlock()
 	n := s.node(hb.Node)
 	n.hb, n.hbAt, n.streams, n.sessions, n.failedReported = hb, at, streams, total, false
-	keep := n.pending[:0]
-	for _, a := range n.pending {
-		if a.at.Add(pendingGrace).After(hb.Time) {
-			keep = append(keep, a)
-		}
+	// pending is in answer order: drop the confirmed prefix.
+	i := 0
+	for i < len(n.pending) && !n.pending[i].at.Add(pendingGrace).After(hb.Time) {
+		n.pendingBitrate -= n.pending[i].bitrate
+		i++
 	}
-	n.pending = keep
+	n.pending = append(n.pending[:0], n.pending[i:]...)
 }
 
 // RemoveHeartbeat forgets a node's heartbeat (it expired, or the node left).
@@ -134,7 +135,7 @@ func (s *State) RemoveHeartbeat(id string) {
 	if n := s.nodes[id]; n != nil {
 		n.hbAt = time.Time{}
 		n.streams = nil
-		n.pending = nil
+		n.pending, n.pendingBitrate = nil, 0
 		s.gc(n)
 	}
 }
@@ -196,11 +197,7 @@ func (s *State) nodeState(n *nodeEntry, now time.Time) string {
 // load is a node's sessions and outgoing bitrate, with the predicted cost of answers not yet
 // confirmed by a heartbeat.
 func (n *nodeEntry) load() (sessions int, bitrate int64) {
-	sessions, bitrate = n.sessions+len(n.pending), n.hb.BitrateOut
-	for _, a := range n.pending {
-		bitrate += a.bitrate
-	}
-	return sessions, bitrate
+	return n.sessions + len(n.pending), n.hb.BitrateOut + n.pendingBitrate
 }
 
 // room reports whether n can take one more session costing bitrate, and its utilization after.
@@ -305,6 +302,7 @@ func (s *State) Subscribe(req Request) (Choice, error) {
 		return Choice{}, err
 	}
 	c.n.pending = append(c.n.pending, assignment{at: now, bitrate: bitrate})
+	c.n.pendingBitrate += bitrate
 	c.n.pendingCarry[req.Stream] = now
 	return Choice{Node: c.n.rec, RegionMatch: req.Region == "" || c.n.rec.Region == req.Region}, nil
 }
