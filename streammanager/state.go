@@ -53,7 +53,7 @@ type nodeEntry struct {
 	draining bool // the managers' decision (BucketConfig)
 	// pending are the answers sent to this node since its last heartbeat.
 	pending        []assignment
-	pendingBitrate int64 // sum of pending bitrates
+	pendingBitrate int64                // sum of pending bitrates
 	pendingCarry   map[string]time.Time // stream → last answer
 	failedReported bool
 }
