@@ -83,6 +83,18 @@ function authHeaders(token) {
 }
 
 /**
+ * The POST URL with the token also as ?token=: a stream manager answers with a
+ * 307 to a node on another origin, and the browser drops the Authorization
+ * header on a cross-origin redirect, while the query goes along.
+ */
+export function withToken(url, token) {
+  if (!token) return url;
+  const u = new URL(url, location.href);
+  u.searchParams.set('token', token);
+  return u.href;
+}
+
+/**
  * Runs one WHIP or WHEP exchange: creates the offer of pc, POSTs it to url,
  * and applies the SDP answer. Returns the URL of the session (the Location
  * header, resolved against the URL that answered, so redirects work).
@@ -95,7 +107,7 @@ export async function negotiate(pc, url, token) {
   // in one trickle PATCH for servers that need them (RFC 9725 §4.3).
   await pc.setLocalDescription(await pc.createOffer());
 
-  const resp = await fetch(url, {
+  const resp = await fetch(withToken(url, token), {
     method: 'POST',
     headers: { 'Content-Type': 'application/sdp', ...authHeaders(token) },
     body: pc.localDescription.sdp,
