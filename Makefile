@@ -36,6 +36,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseLayerMID -fuzztime 30s ./node/rtspserver/
 	$(GO) test -run '^$$' -fuzz FuzzPlanPull -fuzztime 60s ./node/cascade/
 	$(GO) test -run '^$$' -fuzz FuzzParseStreamID -fuzztime 30s ./node/srtserver/
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./internal/token/
+	$(GO) test -run '^$$' -fuzz FuzzMintJSON -fuzztime 30s ./internal/token/
 	$(GO) test -run '^$$' -fuzz FuzzIngest -fuzztime 60s ./node/mpegts/
 	$(GO) test -run '^$$' -fuzz FuzzLookupRequest -fuzztime 30s ./streammanager/
 	$(GO) test -run '^$$' -fuzz FuzzDrainBody -fuzztime 30s ./streammanager/

@@ -46,6 +46,7 @@ func TestTokenCommand(t *testing.T) {
 		{"mint", "--key", secret, "--stream", "live//x"},
 		{"mint", "--key", secret, "--stream", "live/x", "--action", "admin"},
 		{"mint", "--key", secret, "--stream", "live/x", "--ttl", "0s"},
+		{"mint", "--key", secret, "--stream", "live/x", "--ttl", "500ms"},
 		{"frobnicate"},
 	} {
 		if _, err := run(bad...); err == nil {

@@ -1,7 +1,9 @@
 package token
 
 import (
+	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -35,5 +37,44 @@ func FuzzVerify(f *testing.F) {
 			}
 		}
 		t.Fatalf("error without a sentinel: %v", err)
+	})
+}
+
+// FuzzMintJSON feeds arbitrary bodies to the mint request logic: it must never panic, must refuse
+// with a 4xx *RequestError, and must mint only tokens that verify and grant what was asked.
+func FuzzMintJSON(f *testing.F) {
+	k := hsKey(f, "m")
+	m, err := NewMinter(k, MintPolicy{Now: func() time.Time { return t0 }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{
+		`{"stream":"live/x","action":"play","ttl":"1h","sub":"a"}`,
+		`{"stream":"live/*","action":"publish"}`,
+		`{"stream":"*","action":"play","ttl":"1ns"}`,
+		`{"stream":"live/x","action":"play","ttl":"100000h"}`,
+		`{"stream":"live/x","action":"play"} {}`,
+		`{"stream":"live/x","action":"play","x":1}`,
+		`{"stream":["a"],"action":"play"}`,
+		`[]`, `null`, ``, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		resp, err := m.MintJSON(bytes.NewReader(body))
+		if err != nil {
+			var re *RequestError
+			if !errors.As(err, &re) || re.Status < 400 || re.Status > 499 || re.Code == "" {
+				t.Fatalf("refusal %v is not a 4xx RequestError", err)
+			}
+			return
+		}
+		c, err := Verify(resp.Token, []Key{k}, strings.TrimSuffix(strings.TrimSuffix(resp.Stream, "*"), "/")+"/x", Action(resp.Action), t0)
+		if resp.Stream != "*" && !strings.HasSuffix(resp.Stream, "/*") {
+			c, err = Verify(resp.Token, []Key{k}, resp.Stream, Action(resp.Action), t0)
+		}
+		if err != nil || c.Stream != resp.Stream || !c.ExpiresAt.Equal(resp.ExpiresAt) {
+			t.Fatalf("minted %+v does not verify: %+v, %v", resp, c, err)
+		}
 	})
 }

@@ -120,9 +120,13 @@ func (m *Minter) Mint(req MintRequest) (MintResponse, error) {
 	}
 	ttl := m.policy.DefaultTTL
 	if req.TTL != "" {
-		if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl <= 0 {
-			return MintResponse{}, badRequest("invalid_ttl", fmt.Sprintf("ttl %q is not a positive duration such as \"90s\" or \"1h\"", req.TTL))
+		// a token's times are whole seconds: a shorter ttl would mint an expired token
+		if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl < time.Second {
+			return MintResponse{}, badRequest("invalid_ttl", fmt.Sprintf("ttl %q is not a duration of at least 1s, such as \"90s\" or \"1h\"", req.TTL))
 		}
+	}
+	if ttl < time.Second {
+		return MintResponse{}, badRequest("invalid_ttl", "ttl must be at least 1s")
 	}
 	if ttl > m.policy.MaxTTL {
 		return MintResponse{}, badRequest("ttl_too_long", fmt.Sprintf("ttl %s exceeds the maximum of %s", ttl, m.policy.MaxTTL))

@@ -50,6 +50,7 @@ func TestMinter(t *testing.T) {
 		{"bad action", `{"stream":"a","action":"delete"}`, 400, "invalid_action"},
 		{"bad ttl", `{"stream":"a","action":"play","ttl":"soon"}`, 400, "invalid_ttl"},
 		{"negative ttl", `{"stream":"a","action":"play","ttl":"-1h"}`, 400, "invalid_ttl"},
+		{"ttl under a second", `{"stream":"a","action":"play","ttl":"999ms"}`, 400, "invalid_ttl"},
 		{"ttl too long", `{"stream":"a","action":"play","ttl":"3h"}`, 400, "ttl_too_long"},
 		{"huge body", `{"stream":"` + strings.Repeat("a", 10000) + `","action":"play"}`, 413, "body_too_large"},
 	}
