@@ -252,6 +252,15 @@ func TestSignedTokensOnEveryProtocol(t *testing.T) {
 				})
 			}
 			checkNoSecrets(t, logs, append(minted, authtest.Secret)...)
+			resp, err := http.Get(n.HTTPURL() + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			metrics, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(metrics), `streamfleet_auth_refused_total{code="token_expired",node="node-1",role="origin"} 6`) {
+				t.Errorf("/metrics lacks the 6 expired-token refusals:\n%s", grepLines(string(metrics), "streamfleet_auth"))
+			}
 		})
 	}
 }
@@ -425,4 +434,14 @@ func TestAuthWebhookOnEveryProtocol(t *testing.T) {
 		})
 	}
 	checkNoSecrets(t, logs, pass, tok, "hook-url-secret")
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

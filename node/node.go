@@ -100,6 +100,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	registerTranscodeMetrics(reg, cfg.ID, cfg.Role, tc)
 	registerRTSPMetrics(reg, cfg.ID, cfg.Role, rs)
 	registerSRTMetrics(reg, cfg.ID, cfg.Role, ss)
+	registerAuthMetrics(reg, cfg.ID, cfg.Role, authz)
 	registerCascadeMetrics(reg, cfg.ID, cfg.Role, n.puller)
 	n.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	n.mux.HandleFunc("GET /healthz", n.handleHealth)
