@@ -31,7 +31,8 @@ type Config struct {
 	ClusterSecret string
 	// Linger is how long a pulled stream without readers is kept before its pull stops.
 	Linger time.Duration
-	// StallTimeout: an upstream that sends no packet for this long is given up for the next one.
+	// StallTimeout: an upstream that sends nothing for this long, neither RTP nor RTCP (an idle
+	// upstream sends heartbeats), is given up for the next one.
 	StallTimeout time.Duration
 	// RetryBackoff is the wait after every upstream failed in a row, doubling up to MaxBackoff.
 	RetryBackoff time.Duration

@@ -28,6 +28,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -380,6 +381,10 @@ func (pl *pull) session(up string, pub **hub.Publication, lastLost int64) (res s
 			l.WritePacket(hp)
 		})
 	}
+	// Any RTCP from the upstream (its sender reports, its heartbeats while it has nothing to send)
+	// shows it is alive: only silence is a stall.
+	var lastHeard atomic.Int64
+	c.OnPacketRTCPAny(func(*description.Media, rtcp.Packet) { lastHeard.Store(time.Now().UnixNano()) })
 	detach := func() {
 		for _, l := range layers {
 			l.SetKeyframeRequester(nil)
@@ -428,7 +433,7 @@ func (pl *pull) session(up string, pub **hub.Publication, lastLost int64) (res s
 		case <-st.Done():
 			return end(errEnded)
 		case now := <-tick.C:
-			if time.Duration(now.UnixNano()-lastPacket.Load()) > p.cfg.StallTimeout {
+			if time.Duration(now.UnixNano()-max(lastPacket.Load(), lastHeard.Load())) > p.cfg.StallTimeout {
 				return end(fmt.Errorf("%s: %w: no packet for %v", up, ErrStalled, p.cfg.StallTimeout))
 			}
 			if st.ReaderCount() > 0 {

@@ -164,13 +164,16 @@ func TestPullErrors(t *testing.T) {
 	}
 }
 
-// TestStallFailsOverAndBack: an upstream that stops sending is given up after the stall timeout for
-// the next; the local stream and its reader carry on (the returning-publisher path), resuming on a
-// keyframe; when that one stalls too, the pull goes round to the first again.
+// TestStallFailsOverAndBack: an upstream that goes silent (hung: not even heartbeats) is given up
+// after the stall timeout for the next; the local stream and its reader carry on (the
+// returning-publisher path), resuming on a keyframe; when that one hangs too, the pull goes round
+// to the first again.
 func TestStallFailsOverAndBack(t *testing.T) {
 	a, b := origin(t), origin(t)
-	fa, fb := feed(t, a, "live/x"), feed(t, b, "live/x")
-	p, h := newPuller(t, []string{a.RTSPAddr().String(), b.RTSPAddr().String()}, nil)
+	feed(t, a, "live/x")
+	feed(t, b, "live/x")
+	pa, pb := newFreezer(t, a.RTSPAddr().String()), newFreezer(t, b.RTSPAddr().String())
+	p, h := newPuller(t, []string{pa.Addr(), pb.Addr()}, nil)
 	st, err := h.Open(t.Context(), "live/x")
 	if err != nil {
 		t.Fatalf("open: %v", err)
@@ -200,16 +203,16 @@ func TestStallFailsOverAndBack(t *testing.T) {
 	if n, _ := drain(300 * time.Millisecond); n == 0 {
 		t.Fatal("nothing from the first upstream")
 	}
-	for round, next := range []*node.Node{b, a} {
+	for round, next := range []*freezer{pb, pa} {
 		if round == 0 {
-			fa.paused.Store(true)
+			pa.frozen.Store(true)
 		} else {
-			fa.paused.Store(false)
-			fb.paused.Store(true)
+			pa.frozen.Store(false)
+			pb.frozen.Store(true)
 		}
 		drain(100 * time.Millisecond) // what was under way
 		start := time.Now()
-		waitFor(t, 2*time.Second, "the next upstream", func() bool { return upstreamOf() == next.RTSPAddr().String() })
+		waitFor(t, 2*time.Second, "the next upstream", func() bool { return upstreamOf() == next.Addr() })
 		t.Logf("round %d: failed over in %v", round, time.Since(start))
 		n, firstKey := drain(500 * time.Millisecond)
 		if n == 0 || !firstKey {
@@ -226,6 +229,38 @@ func TestStallFailsOverAndBack(t *testing.T) {
 	case <-r.Done():
 		t.Fatal("the reader was closed")
 	default:
+	}
+}
+
+// TestIdleUpstreamIsNotAStall: an upstream whose publisher pauses sends heartbeats; the puller
+// stays with it (another origin would not have that publisher either) and the stream resumes.
+func TestIdleUpstreamIsNotAStall(t *testing.T) {
+	a, b := origin(t), origin(t)
+	fa := feed(t, a, "live/x")
+	feed(t, b, "live/x")
+	p, h := newPuller(t, []string{a.RTSPAddr().String(), b.RTSPAddr().String()}, nil)
+	st, err := h.Open(t.Context(), "live/x")
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	r := st.Tracks()[0].NewReader(0)
+	defer r.Close()
+	fa.paused.Store(true)
+	time.Sleep(1500 * time.Millisecond) // five stall timeouts
+	if pl := p.Pulls(); len(pl) != 1 || pl[0].Upstream != a.RTSPAddr().String() || p.Stats().Failovers.Load() != 0 {
+		t.Fatalf("pulls %+v, %d failovers: want still the first upstream", pl, p.Stats().Failovers.Load())
+	}
+	if a.RTSP().Stats().Heartbeats.Load() == 0 {
+		t.Fatal("the idle upstream sent no heartbeat")
+	}
+	for len(r.C()) > 0 {
+		<-r.C()
+	}
+	fa.paused.Store(false)
+	select {
+	case <-r.C():
+	case <-time.After(2 * time.Second):
+		t.Fatal("nothing after the publisher resumed")
 	}
 }
 
@@ -327,15 +362,17 @@ func TestEdgeWithoutSecretIsRefused(t *testing.T) {
 
 func urlUser(user, pass string) *url.Userinfo { return url.UserPassword(user, pass) }
 
-// TestRelayFailoverIsInvisibleDownstream: when a relay fails over to its second origin, the edge
-// pulling from it sees no change (its session stays, no failover), and the edge's viewer keeps
-// getting the stream with continuous sequence numbers: the relay's RTSP output is rewritten like
-// any viewer's.
+// TestRelayFailoverIsInvisibleDownstream: when a relay fails over (its first origin hangs) to its
+// second origin, the edge pulling from it sees no change (the relay's heartbeats keep its session;
+// no failover), and the edge's viewer keeps getting the stream with continuous sequence numbers: the
+// relay's RTSP output is rewritten like any viewer's.
 func TestRelayFailoverIsInvisibleDownstream(t *testing.T) {
 	a, b := origin(t), origin(t)
-	fa, _ := feed(t, a, "live/x"), feed(t, b, "live/x")
+	feed(t, a, "live/x")
+	feed(t, b, "live/x")
+	pa := newFreezer(t, a.RTSPAddr().String())
 	relay := nodetest.Start(t, func(c *node.Config) {
-		c.ID, c.Role, c.ClusterSecret, c.Upstreams = "relay", node.RoleRelay, secret, []string{a.RTSPAddr().String(), b.RTSPAddr().String()}
+		c.ID, c.Role, c.ClusterSecret, c.Upstreams = "relay", node.RoleRelay, secret, []string{pa.Addr(), b.RTSPAddr().String()}
 	})
 	edge := nodetest.Start(t, func(c *node.Config) {
 		c.ID, c.Role, c.ClusterSecret, c.Upstreams = "edge", node.RoleEdge, secret, []string{relay.RTSPAddr().String()}
@@ -352,7 +389,7 @@ func TestRelayFailoverIsInvisibleDownstream(t *testing.T) {
 	}
 	defer v.Close()
 	waitFor(t, 5*time.Second, "video at the viewer", func() bool { return len(v.Payloads("video")) > 20 })
-	fa.paused.Store(true)
+	pa.frozen.Store(true) // the first origin hangs
 	waitFor(t, 3*time.Second, "the relay on the second origin", func() bool {
 		p := relay.Puller().Pulls()
 		return len(p) == 1 && p[0].Sessions == 1 && p[0].Upstream == b.RTSPAddr().String()

@@ -21,6 +21,11 @@ import (
 // the RID (alphanumeric RIDs), or "x" and the RID in hex (any other RID). A node with a cluster
 // secret only serves such pulls to clients that authenticate with RTSP Basic as ClusterUser with the
 // secret as password.
+//
+// While such a session has no packet to send (the stream's publisher, or this node's own upstream,
+// is away), the node sends an RTCP APP packet named Heartbeat on its first media every 100 ms after
+// 250 ms of silence: a puller counts a silent upstream as stalled only when even heartbeats stop
+// (the node or the network is gone), and otherwise waits for it to recover.
 const (
 	// LayersQuery is the query parameter of a pull of every layer: ?layers=all.
 	LayersQuery = "layers"
@@ -28,6 +33,8 @@ const (
 	LayersAll = "all"
 	// ClusterUser is the RTSP Basic user name nodes present with the cluster secret.
 	ClusterUser = "streamfleet-node"
+	// Heartbeat is the name of the RTCP APP packet of an idle all-layers session.
+	Heartbeat = "SFHB"
 	// maxRIDLength bounds the RID in a layer mid.
 	maxRIDLength = 32
 )

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
@@ -66,7 +67,10 @@ const (
 	layerWaitTimeout  = 2 * time.Second
 	layerWaitSettle   = 150 * time.Millisecond // no new layer for this long: the set is complete
 	layerPollInterval = 20 * time.Millisecond
-	layerWatchEvery   = 250 * time.Millisecond // an all-layers session checks for new layers
+	layerWatchEvery   = 100 * time.Millisecond // an all-layers session checks for new layers
+	// heartbeatAfter: an all-layers session that has had no packet to send for this long sends a
+	// heartbeat (see Heartbeat) every layerWatchEvery.
+	heartbeatAfter = 250 * time.Millisecond
 )
 
 // waitLayers waits (bounded) until every published track of st has a layer and no new layer has
@@ -115,6 +119,8 @@ type outStream struct {
 	ss     *gortsplib.ServerStream
 	medias []*outMedia
 	stop   chan struct{}
+	// lastWrite is the arrival time (UnixNano) of the last packet written, for heartbeats
+	lastWrite atomic.Int64
 
 	// guarded by Server.mu
 	conns    map[*gortsplib.ServerConn]struct{}
@@ -309,18 +315,25 @@ func (s *Server) teardown(o *outStream, why string) {
 
 // watchLayers closes an all-layers stream when its hub stream gets a new layer (a simulcast RID
 // that started late): the pulling node's session ends, and it pulls again at once, getting the new
-// layer too, while its viewers carry on.
+// layer too, while its viewers carry on. While the stream has nothing to send (its publisher or
+// upstream is away), it sends heartbeats, so the pulling nodes know this node is alive and wait
+// rather than fail over.
 func (o *outStream) watchLayers() {
 	defer o.srv.wg.Done()
 	t := time.NewTicker(layerWatchEvery)
 	defer t.Stop()
+	o.lastWrite.Store(time.Now().UnixNano())
 	for {
 		select {
-		case <-t.C:
+		case now := <-t.C:
 			if layerCount(o.stream) != o.layers {
 				o.srv.stats.LayerRestarts.Add(1)
 				o.srv.teardown(o, "new layer")
 				return
+			}
+			if time.Duration(now.UnixNano()-o.lastWrite.Load()) >= heartbeatAfter {
+				_ = o.ss.WritePacketRTCP(o.medias[0].media, &rtcp.ApplicationDefined{Name: Heartbeat})
+				o.srv.stats.Heartbeats.Add(1)
 			}
 		case <-o.stop:
 			return
@@ -364,6 +377,9 @@ func (o *outStream) feed(m *outMedia) {
 					return
 				}
 				continue
+			}
+			if o.all {
+				o.lastWrite.Store(e.Packet.ArrivalNanos)
 			}
 			if packets++; packets == statsFlushEvery {
 				s.stats.PacketsOut.Add(packets)

@@ -42,6 +42,7 @@ type Stats struct {
 	DecodeErrors    atomic.Uint64 // undecodable packets from clients
 	ReaderQueueFull atomic.Uint64 // packets a slow reader's write queue dropped
 	LayerRestarts   atomic.Uint64 // all-layers streams closed because a layer appeared
+	Heartbeats      atomic.Uint64 // heartbeats sent on idle all-layers streams
 }
 
 // Server is the RTSP front end of a node.
