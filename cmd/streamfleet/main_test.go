@@ -25,6 +25,9 @@ func TestNodeFlagErrors(t *testing.T) {
 		{"role from env", nil, map[string]string{"STREAMFLEET_ROLE": "bogus"}, "unknown role"},
 		{"bad public ip", []string{"--public-ip=not-an-ip"}, nil, "not an IP address"},
 		{"bad grace from env", nil, map[string]string{"STREAMFLEET_GRACE": "soon"}, "STREAMFLEET_GRACE"},
+		{"origin with upstream", []string{"--upstream=127.0.0.1:8554"}, nil, "an origin never pulls"},
+		{"bad upstream", []string{"--role=edge", "--upstream=http://relay:8554"}, nil, "bad upstream"},
+		{"no linger", []string{"--role=edge", "--upstream=relay:8554", "--pull-linger=0s"}, nil, "linger"},
 		{"bad log level", []string{"--log-level=loud", "--http=127.0.0.1:0", "--ice-udp=127.0.0.1:0"}, nil, "log level"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
