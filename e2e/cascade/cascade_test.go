@@ -228,3 +228,31 @@ func TestSimulcastAndRelayKill(t *testing.T) {
 		t.Fatalf("edge counted %v failovers, want 1", f)
 	}
 }
+
+// TestChromiumH264PublishPageToEdgeWatchPage: Chromium publishes H264 on the origin's publish page
+// and plays it on the edge's watch page, two hops down: frames decode, as H264 (the codec's fmtp,
+// profile-level-id included, survives every hop, or the edge could not offer it).
+func TestChromiumH264PublishPageToEdgeWatchPage(t *testing.T) {
+	origin, _, edge := cascade(t, false)
+	b := browser.New(t.Context(), t)
+	pub, err := b.Open(origin.URL() + "/publish?stream=live/h264&codec=H264&auto=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	if err := pub.WaitFor(`sf.state === 'connected' && sf.stats.framesSent > 10`, 20*time.Second); err != nil {
+		t.Fatalf("publisher: %v", err)
+	}
+	watch, err := b.Open(edge.URL() + "/watch?stream=live/h264&auto=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	if err := watch.WaitFor(`sf.state === 'connected' && sf.stats.framesDecoded > 30 && sf.stats.totalSamplesReceived > 0`, 25*time.Second); err != nil {
+		t.Fatalf("watch page on the edge: %v", err)
+	}
+	var codec string
+	if err := watch.Eval(`sf.stats.videoCodec`, &codec); err != nil || codec != "video/H264" {
+		t.Fatalf("edge viewer decodes %q (%v), want video/H264", codec, err)
+	}
+}

@@ -88,11 +88,12 @@ func checkPayloads(t *testing.T, v *rtctest.Viewer, kind, mime string, n int, ta
 	}
 }
 
-// TestOnePullManyViewers plays a WHIP stream on an edge two hops from the origin: concurrent
-// first viewers share one pull per node, and every payload arrives unchanged.
+// TestOnePullManyViewers plays a WHIP stream on an edge three hops from the origin (origin → relay
+// → relay → edge): concurrent first viewers share one pull per node, and every payload arrives
+// unchanged.
 func TestOnePullManyViewers(t *testing.T) {
-	nodes := chain(t, 2, nil)
-	origin, relay, edge := nodes[0], nodes[1], nodes[2]
+	nodes := chain(t, 3, nil)
+	origin, edge := nodes[0], nodes[3]
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	api, err := rtctest.NewAPI()
@@ -138,7 +139,7 @@ func TestOnePullManyViewers(t *testing.T) {
 		checkPayloads(t, v, "video", webrtc.MimeTypeH264, 20, "")
 		checkPayloads(t, v, "audio", webrtc.MimeTypeOpus, 20, "")
 	}
-	for _, n := range []*node.Node{relay, edge} {
+	for _, n := range nodes[1:] {
 		pulls := n.Puller().Pulls()
 		if len(pulls) != 1 || pulls[0].Sessions != 1 || pulls[0].Stream != "live/one" {
 			t.Fatalf("%s pulls %+v, want one session of live/one", n.HTTPURL(), pulls)
@@ -147,7 +148,7 @@ func TestOnePullManyViewers(t *testing.T) {
 			t.Fatalf("%s opened %d upstream sessions, want 1", n.HTTPURL(), got)
 		}
 	}
-	for _, n := range []*node.Node{origin, relay} {
+	for _, n := range nodes[:3] {
 		if got := n.RTSP().Stats().StreamsCreated.Load(); got != 1 {
 			t.Fatalf("%s made %d RTSP streams, want 1", n.HTTPURL(), got)
 		}

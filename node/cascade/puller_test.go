@@ -404,3 +404,73 @@ func TestRelayFailoverIsInvisibleDownstream(t *testing.T) {
 	}
 	checkSequence(t, v, "video", 0)
 }
+
+// TestLateLayerIsPulledToo: a simulcast layer that starts after the edge pulled the stream reaches
+// the edge as well: the origin ends its all-layers session, the edge pulls again at once, and its
+// viewer carries on.
+func TestLateLayerIsPulledToo(t *testing.T) {
+	o := origin(t)
+	pub, err := o.Hub().Publish("live/late", []hub.TrackSpec{{Codec: rtctest.VP8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.End()
+	track := pub.Stream().Tracks()[0]
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	send := func(rid string) {
+		l := track.Layer(rid)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := uint32(1); ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				payload := rtctest.Payload(rtctest.VP8.MimeType, i%10 == 1, i, rid)
+				if rid == "h" {
+					payload = append(payload, make([]byte, 600)...) // a higher bitrate: viewers move up
+				}
+				l.WritePacket(&hub.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(i), Timestamp: i * 1800, SSRC: uint32(rid[0])},
+					Payload: payload})
+			}
+		}()
+	}
+	send("l")
+	edge := nodetest.Start(t, func(c *node.Config) {
+		c.Role, c.ClusterSecret, c.Upstreams = node.RoleEdge, secret, []string{o.RTSPAddr().String()}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := rtctest.View(ctx, api, edge.HTTPURL()+"/whep/live/late", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	waitFor(t, 5*time.Second, "the low layer at the viewer", func() bool { return len(v.Payloads("video")) > 10 })
+	send("h")
+	waitFor(t, 3*time.Second, "two layers at the edge", func() bool {
+		st, err := edge.Hub().Stream("live/late")
+		return err == nil && len(st.Tracks()[0].Layers()) == 2
+	})
+	if o.RTSP().Stats().LayerRestarts.Load() != 1 {
+		t.Fatal("the origin did not restart the all-layers session")
+	}
+	// The viewer moves to the new, higher layer (at its keyframe) on the same peer connection.
+	waitFor(t, 5*time.Second, "the high layer at the viewer", func() bool {
+		ps := v.Payloads("video")
+		_, tag, ok := rtctest.PayloadIndex(ps[len(ps)-1])
+		return ok && tag == "h"
+	})
+	checkSequence(t, v, "video", 0)
+}
