@@ -160,6 +160,8 @@ type pull struct {
 
 	sessions atomic.Int32 // upstream sessions open now
 	upstream atomic.Pointer[string]
+
+	specs []hub.TrackSpec // the tracks last published; owned by run
 }
 
 // Reasons a session ends other than an upstream failure.
@@ -250,7 +252,12 @@ func (pl *pull) run() {
 			return
 		}
 		if missing == failed {
-			pl.log.Info("pull stopped: no upstream has the stream any more; its readers stay for the grace period")
+			// The stream ended upstream. The detached publication cannot end it; taking it over
+			// again with the same tracks can, so its readers learn now rather than after the grace.
+			if again, err := p.hub.Publish(pl.name, pl.specs); err == nil {
+				again.End()
+			}
+			pl.log.Info("pull stopped: no upstream has the stream any more")
 			return
 		}
 		failed, missing = 0, 0
@@ -340,17 +347,33 @@ func (pl *pull) session(up string, pub **hub.Publication, lastLost int64) (res s
 	}
 	returning := *pub != nil && (*pub).Stream() == pb.Stream()
 	*pub = pb
+	pl.specs = plan.specs
 	st := pb.Stream()
 	tracks := st.Tracks()
 	layers := make([]*hub.Layer, len(plan.layers))
+	// fail gives up before the session played: a stream that was just made ends (nobody reads it
+	// yet); one taken over again is detached as after a failed session.
+	fail := func(err error) sessionResult {
+		for _, l := range layers {
+			if l != nil {
+				l.SetKeyframeRequester(nil)
+			}
+		}
+		if returning {
+			pb.Close()
+		} else {
+			pb.End()
+			*pub = nil
+		}
+		res.err = err
+		return res
+	}
 	var lastPacket atomic.Int64
 	var flowed atomic.Bool
 	for i, lp := range plan.layers {
 		l := tracks[lp.track].Layer(lp.rid)
 		if l == nil {
-			pb.Close()
-			res.err = fmt.Errorf("%s on %s: %w: too many layers", pl.name, up, ErrBadSession)
-			return res
+			return fail(fmt.Errorf("%s on %s: %w: too many layers", pl.name, up, ErrBadSession))
 		}
 		layers[i] = l
 		if returning {
@@ -391,10 +414,7 @@ func (pl *pull) session(up string, pub **hub.Publication, lastLost int64) (res s
 		}
 	}
 	if _, err := c.Play(nil); err != nil {
-		detach()
-		pb.Close()
-		res.err = fmt.Errorf("play %s on %s: %w", pl.name, up, err)
-		return res
+		return fail(fmt.Errorf("play %s on %s: %w", pl.name, up, err))
 	}
 	p.stats.SessionsOpened.Add(1)
 	pl.sessions.Add(1)

@@ -474,3 +474,33 @@ func TestLateLayerIsPulledToo(t *testing.T) {
 	})
 	checkSequence(t, v, "video", 0)
 }
+
+// TestEndUpstreamEndsDownstream: when the publisher stops on purpose at the origin, the stream ends
+// on the relay and the edge within moments, not after their grace periods: every upstream
+// answering 404 means the stream is over.
+func TestEndUpstreamEndsDownstream(t *testing.T) {
+	nodes := chain(t, 2, func(i int, c *node.Config) { c.Grace = 30 * time.Second })
+	f := feed(t, nodes[0], "live/x")
+	st, err := nodes[2].Hub().Open(t.Context(), "live/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := st.Tracks()[0].NewReader(0)
+	defer r.Close()
+	select {
+	case <-r.C():
+	case <-time.After(3 * time.Second):
+		t.Fatal("nothing at the edge")
+	}
+	f.pub.End()
+	ended := time.Now()
+	select {
+	case <-st.Done():
+		t.Logf("the edge's stream ended %v after the origin's", time.Since(ended))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the edge's stream outlived the origin's by 5 s")
+	}
+	waitFor(t, time.Second, "no pull left", func() bool {
+		return len(nodes[1].Puller().Pulls()) == 0 && len(nodes[2].Puller().Pulls()) == 0
+	})
+}
