@@ -1,7 +1,6 @@
 package streammanager
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +41,7 @@ func (m *Manager) routes() []route {
 		{http.MethodPost, "/api/v1/nodes/{id}/drain", true, m.handleDrain(true)},
 		{http.MethodDelete, "/api/v1/nodes/{id}/drain", true, m.handleDrain(false)},
 		{http.MethodGet, "/api/v1/cluster", false, m.handleCluster},
+		{http.MethodPost, "/api/v1/tokens", true, m.handleMint},
 		{http.MethodPost, "/whip/{stream...}", false, m.handleRedirect(true)},
 		{http.MethodOptions, "/whip/{stream...}", false, handlePreflight},
 		{http.MethodPost, "/whep/{stream...}", false, m.handleRedirect(false)},
@@ -108,16 +108,11 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	}{e.code, e.message})
 }
 
-// requireAPIKey refuses calls without one of the configured API keys.
+// requireAPIKey refuses calls without one of the configured API keys (Authorization: Bearer
+// <key> or X-API-Key), compared in constant time over digests (internal/token.APIKeys).
 func (m *Manager) requireAPIKey(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		key := r.Header.Get("X-API-Key")
-		if key == "" {
-			if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-				key = strings.TrimSpace(v)
-			}
-		}
-		if !m.validAPIKey(key) {
+		if !m.apiKeys.Allow(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="streamfleet-admin"`)
 			writeError(w, newError(http.StatusUnauthorized, codeUnauthorized, "an admin API key is required (Authorization: Bearer <key> or X-API-Key)"))
 			return
@@ -126,17 +121,21 @@ func (m *Manager) requireAPIKey(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (m *Manager) validAPIKey(key string) bool {
-	if key == "" {
-		return false
+// handleMint answers POST /api/v1/tokens: 201 {token, stream, action, expires_at, jti}, signed
+// with the configured key (internal/token.Minter), or a {code, message} refusal.
+func (m *Manager) handleMint(w http.ResponseWriter, r *http.Request) {
+	if !noQuery(w, r) {
+		return
 	}
-	ok := false
-	for _, k := range m.cfg.APIKeys {
-		if subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1 {
-			ok = true
-		}
+	if m.minter == nil {
+		writeError(w, newError(http.StatusNotImplemented, codeNoSigningKey, "this manager has no token signing key (--token-key or --token-signing-key)"))
+		return
 	}
-	return ok
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeError(w, newError(http.StatusUnsupportedMediaType, codeUnsupportedMedia, "send application/json"))
+		return
+	}
+	m.minter.ServeHTTP(w, r)
 }
 
 // lookupQuery is a parsed publish or subscribe lookup.

@@ -3,6 +3,7 @@ package streammanager
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/streamfleet/streamfleet/internal/contract"
+	"github.com/streamfleet/streamfleet/internal/token"
 )
 
 const testAPIKey = "test-api-key-0123456789"
@@ -264,4 +266,89 @@ func FuzzDrainBody(f *testing.F) {
 			t.Fatalf("error %+v is not a 4xx", aerr)
 		}
 	})
+}
+
+// TestMintTokens: POST /api/v1/tokens needs the API key (401 {code, message} without it or with
+// a wrong one), mints a token the signing key verifies for the stream and action asked and no
+// other, refuses bad requests with {code, message}, and is 501 without a signing key.
+func TestMintTokens(t *testing.T) {
+	const secret = "manager-test-token-secret-0123456789"
+	cfg := DefaultConfig()
+	cfg.ID, cfg.APIKeys, cfg.TokenSecret = "m1", []string{testAPIKey}, secret
+	m, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Handler()
+	body := `{"stream":"live/x","action":"play","ttl":"90s","sub":"alice"}`
+	for _, hdr := range [][]string{nil, {"X-API-Key", "wrong-key-0123456789"}, {"Authorization", "Bearer " + testAPIKey + "x"}, {"Authorization", testAPIKey}} {
+		rec := do(t, h, http.MethodPost, "/api/v1/tokens", body, hdr...)
+		if rec.Code != http.StatusUnauthorized || errorBody(t, rec) != codeUnauthorized {
+			t.Fatalf("mint with %v: %d %s", hdr, rec.Code, rec.Body)
+		}
+	}
+	rec := do(t, h, http.MethodPost, "/api/v1/tokens", body, "X-API-Key", testAPIKey, "Content-Type", "application/json")
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("mint: %d %s", rec.Code, rec.Body)
+	}
+	var got token.MintResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got.Token == "" || got.ID == "" || got.Stream != "live/x" || got.Action != "play" {
+		t.Fatalf("mint answer %q: %v", rec.Body, err)
+	}
+	if d := time.Until(got.ExpiresAt); d < 80*time.Second || d > 91*time.Second {
+		t.Errorf("expires in %v, want 90s", d)
+	}
+	key, _ := token.NewHS256Key([]byte(secret))
+	c, err := token.Verify(got.Token, []token.Key{key}, "live/x", token.ActionPlay, time.Now())
+	if err != nil || c.Subject != "alice" {
+		t.Fatalf("verify the minted token: %v %+v", err, c)
+	}
+	if _, err := token.Verify(got.Token, []token.Key{key}, "live/y", token.ActionPlay, time.Now()); !errors.Is(err, token.ErrWrongStream) {
+		t.Errorf("another stream: %v", err)
+	}
+	if _, err := token.Verify(got.Token, []token.Key{key}, "live/x", token.ActionPublish, time.Now()); err == nil {
+		t.Error("a play token allowed publishing")
+	}
+	for _, tc := range []struct {
+		body, ct string
+		status   int
+		code     string
+	}{
+		{`{"stream":"live/x","action":"play"`, "", 400, "malformed_json"},
+		{`{"stream":"live/x","action":"play","admin":true}`, "", 400, "malformed_json"},
+		{`{"stream":"live/x","action":"watch"}`, "", 400, "invalid_action"},
+		{`{"stream":"../x","action":"play"}`, "", 400, "invalid_stream"},
+		{`{"stream":"live/x","action":"play","ttl":"48h"}`, "", 400, "ttl_too_long"},
+		{`{"stream":"live/x","action":"play","ttl":"1ms"}`, "", 400, "invalid_ttl"},
+		{`{"stream":"live/x","action":"play"}`, "text/plain", 415, codeUnsupportedMedia},
+		{`{"stream":"` + strings.Repeat("a", 5000) + `","action":"play"}`, "", 413, "body_too_large"},
+	} {
+		rec := do(t, h, http.MethodPost, "/api/v1/tokens", tc.body, "Authorization", "Bearer "+testAPIKey, "Content-Type", tc.ct)
+		if rec.Code != tc.status || errorBody(t, rec) != tc.code {
+			t.Errorf("%.60s: %d %s, want %d %s", tc.body, rec.Code, rec.Body, tc.status, tc.code)
+		}
+	}
+	if rec := do(t, h, http.MethodPost, "/api/v1/tokens?x=1", body, "X-API-Key", testAPIKey); rec.Code != 400 {
+		t.Errorf("query: %d", rec.Code)
+	}
+	if rec := do(t, h, http.MethodGet, "/api/v1/tokens", "", "X-API-Key", testAPIKey); rec.Code != 405 {
+		t.Errorf("GET: %d", rec.Code)
+	}
+
+	cfg.TokenSecret = ""
+	m2, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = do(t, m2.Handler(), http.MethodPost, "/api/v1/tokens", body, "X-API-Key", testAPIKey)
+	if rec.Code != http.StatusNotImplemented || errorBody(t, rec) != codeNoSigningKey {
+		t.Fatalf("mint without a key: %d %s", rec.Code, rec.Body)
+	}
+	for _, bad := range []Config{{TokenSecret: "short"}, {TokenSecret: secret, TokenSigningKeyFile: "k.pem"}, {TokenSigningKeyFile: "/nonexistent.pem"}} {
+		c := cfg
+		c.TokenSecret, c.TokenSigningKeyFile = bad.TokenSecret, bad.TokenSigningKeyFile
+		if _, err := New(c, nil); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("config %+v: %v", bad, err)
+		}
+	}
 }

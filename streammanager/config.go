@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/streamfleet/streamfleet/internal/contract"
+	"github.com/streamfleet/streamfleet/internal/token"
 )
 
 // Config is a stream manager's configuration.
@@ -31,6 +32,15 @@ type Config struct {
 	// APIKeys are the keys admin calls must present (Authorization: Bearer <key> or X-API-Key).
 	// None: admin calls are refused.
 	APIKeys []string
+	// TokenSecret is the HS256 secret (at least 32 bytes) that POST /api/v1/tokens signs with
+	// (--token-key, as the nodes' --token-key that verifies). Never logged.
+	TokenSecret string
+	// TokenSigningKeyFile is a PEM file of an ES256 private key that POST /api/v1/tokens signs
+	// with instead (--token-signing-key); nodes verify with its public key (--token-pubkey).
+	TokenSigningKeyFile string
+	// TokenMaxTTL caps the lifetime of a minted token (24h if zero); TokenDefaultTTL is the
+	// lifetime of one whose request names none (1h if zero).
+	TokenMaxTTL, TokenDefaultTTL time.Duration
 	// RegionMap maps client networks to regions, for lookups without ?region=.
 	RegionMap []RegionPrefix
 	// FailAfter is how long after its last heartbeat a node is failed (default contract.HeartbeatTTL).
@@ -130,6 +140,15 @@ func (c Config) Validate() error {
 			break
 		}
 	}
+	if c.TokenSecret != "" && c.TokenSigningKeyFile != "" {
+		errs = append(errs, errors.New("give a token key (HS256) or a token signing key (ES256), not both"))
+	}
+	if c.TokenSecret != "" && len(c.TokenSecret) < token.MinSecretBytes {
+		errs = append(errs, fmt.Errorf("token key: an HS256 secret needs at least %d bytes", token.MinSecretBytes))
+	}
+	if c.TokenMaxTTL < 0 || c.TokenDefaultTTL < 0 {
+		errs = append(errs, errors.New("token ttls must not be negative"))
+	}
 	if c.FailAfter < 500*time.Millisecond {
 		errs = append(errs, fmt.Errorf("fail-after %v: want at least 500ms", c.FailAfter))
 	}
@@ -140,4 +159,30 @@ func (c Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+}
+
+// minter builds the token minter of POST /api/v1/tokens from the configured signing key, or nil
+// when none is configured.
+func (c Config) minter() (*token.Minter, error) {
+	var key token.Key
+	var err error
+	switch {
+	case c.TokenSecret != "":
+		key, err = token.NewHS256Key([]byte(c.TokenSecret))
+	case c.TokenSigningKeyFile != "":
+		var data []byte
+		if data, err = os.ReadFile(c.TokenSigningKeyFile); err == nil {
+			key, err = token.ParseES256PEM(data)
+		}
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: token signing key: %w", ErrInvalidConfig, err)
+	}
+	m, err := token.NewMinter(key, token.MintPolicy{DefaultTTL: c.TokenDefaultTTL, MaxTTL: c.TokenMaxTTL})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return m, nil
 }

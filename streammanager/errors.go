@@ -44,6 +44,7 @@ const (
 	codeNodeNotFound      = "node_not_found"
 	codeMethodNotAllowed  = "method_not_allowed"
 	codeUnauthorized      = "unauthorized"
+	codeNoSigningKey      = "no_signing_key"
 	codeNoCapacity        = "no_capacity"
 	codeNoOrigin          = "no_origin"
 	codeNoEdge            = "no_edge"

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamfleet/streamfleet/internal/contract"
+	"github.com/streamfleet/streamfleet/internal/token"
 )
 
 // Manager is a running stream manager.
@@ -35,6 +36,9 @@ type Manager struct {
 	mux   *http.ServeMux
 	reg   *prometheus.Registry
 	stats Stats
+
+	apiKeys *token.APIKeys
+	minter  *token.Minter // nil: no signing key, no minting
 
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -75,8 +79,13 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	minter, err := cfg.minter()
+	if err != nil {
+		return nil, err
+	}
 	m := &Manager{
 		cfg: cfg, log: log.With("manager", cfg.ID), state: NewState(cfg.FailAfter),
+		apiKeys: token.NewAPIKeys(cfg.APIKeys...), minter: minter,
 		kv: map[string]jetstream.KeyValue{}, managers: map[string]contract.ManagerRecord{}, serveErr: make(chan error, 1),
 	}
 	m.reg = m.newRegistry()

@@ -47,21 +47,22 @@ func runDev(ctx context.Context, args []string) error {
 	if cfg.NATS.URL == "" {
 		cfg.NATS.URL = cp.nats.ClientURL()
 	}
+	cfg.Auth.TokenSecrets = append(cfg.Auth.TokenSecrets, cp.tokenSecret) // the nodes trust what the manager mints
 	c, err := devcluster.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	var extra []string
 	if a := c.Origin.SRTAddr(); a != nil {
-		extra = append(extra, srtDevLines(a.String())...)
+		extra = append(extra, srtDevLines(a.String(), cp.tokens)...)
 	}
 	if a := c.Origin.RTSPAddr(); a != nil {
-		extra = append(extra, rtspDevLines(a.String())...)
+		extra = append(extra, rtspDevLines(a.String(), cp.tokens)...)
 	}
 	extra = append(extra, clusterDevLines(c)...)
 	extra = append(extra, cp.lines()...)
 	front := cp.manager.URL() // pages, WHIP and WHEP through the manager's redirects
-	printDevURLs(os.Stdout, front, front, c.Origin.ICEUDPAddr().String(), extra...)
+	printDevURLs(os.Stdout, front, front, c.Origin.ICEUDPAddr().String(), cp.tokens, extra...)
 	select {
 	case <-ctx.Done():
 	case err = <-c.Err():
@@ -95,9 +96,13 @@ func clusterDevLines(c *devcluster.Cluster) []string {
 
 // srtDevLines are the SRT lines of the dev banner: the publish and read URLs, an ffmpeg publish
 // and an ffplay read. (ffmpeg 5.1 takes the SRT latency in microseconds.)
-func srtDevLines(addr string) []string {
+func srtDevLines(addr string, tok devTokens) []string {
 	pub := "srt://" + addr + "?streamid=publish:live/test"
 	read := "srt://" + addr + "?streamid=read:live/test"
+	if tok.Publish != "" {
+		pub = "srt://" + addr + "?streamid=%23!::r=live/test,m=publish,t=" + tok.Publish
+		read = "srt://" + addr + "?streamid=%23!::r=live/test,m=request,t=" + tok.Play
+	}
 	return []string{
 		"  SRT publish    " + pub,
 		"  SRT read       " + read,
@@ -109,24 +114,28 @@ func srtDevLines(addr string) []string {
 }
 
 // rtspDevLines are the RTSP lines of the dev banner: the URL, an ffmpeg publish and an ffplay read.
-func rtspDevLines(addr string) []string {
+func rtspDevLines(addr string, tok devTokens) []string {
 	u := "rtsp://" + addr + "/live/test"
+	pub, read := u, u
+	if tok.Publish != "" {
+		pub, read = u+"?token="+tok.Publish, u+"?token="+tok.Play
+	}
 	return []string{
 		"  RTSP           " + u + "   (publish: ANNOUNCE/RECORD, read: DESCRIBE/PLAY)",
-		"    ffmpeg -re -f lavfi -i testsrc=size=640x360:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 30 -pix_fmt yuv420p -c:a aac -f rtsp -rtsp_transport tcp " + u,
-		"    ffplay -rtsp_transport tcp " + u,
+		"    ffmpeg -re -f lavfi -i testsrc=size=640x360:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 30 -pix_fmt yuv420p -c:a aac -f rtsp -rtsp_transport tcp \"" + pub + "\"",
+		"    ffplay -rtsp_transport tcp \"" + read + "\"",
 	}
 }
 
 // printDevURLs prints the dev banner: publish on the origin, watch on the edge; extra lines (other
 // protocols' URLs) go after the WebRTC ones.
-func printDevURLs(w io.Writer, origin, edge, iceUDP string, extra ...string) {
+func printDevURLs(w io.Writer, origin, edge, iceUDP string, tok devTokens, extra ...string) {
 	const stream = "live/test"
 	lines := []string{
 		"streamfleet dev is running. Open these:",
 		"",
-		"  publish page   " + origin + "/publish?stream=" + stream + "   (origin)",
-		"  watch page     " + edge + "/watch?stream=" + stream + "   (edge, through the relay)",
+		"  publish page   " + origin + "/publish?stream=" + stream + query(tok.Publish) + "   (origin)",
+		"  watch page     " + edge + "/watch?stream=" + stream + query(tok.Play) + "   (edge, through the relay)",
 		"  home           " + origin + "/",
 		"",
 		"  WHIP ingest    POST " + origin + "/whip/" + stream,
@@ -140,9 +149,18 @@ func printDevURLs(w io.Writer, origin, edge, iceUDP string, extra ...string) {
 		lines = append(append(lines, extra...), "")
 	}
 	lines = append(lines,
-		"  load test      streamfleet loadtest --server "+origin+" --subscribers 50",
+		loadTestLine(origin, tok),
 		"",
 		"Press Ctrl-C to stop.",
 	)
 	fmt.Fprintln(w, strings.Join(lines, "\n"))
+}
+
+// loadTestLine is the banner's load test command, with the dev tokens when auth is on.
+func loadTestLine(server string, tok devTokens) string {
+	l := "  load test      streamfleet loadtest --server " + server + " --subscribers 50"
+	if tok.Publish != "" {
+		l += " --publish-token " + tok.Publish + " --token " + tok.Play
+	}
+	return l
 }

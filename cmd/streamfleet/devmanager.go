@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/streamfleet/streamfleet/internal/token"
 	"github.com/streamfleet/streamfleet/streammanager"
 )
 
@@ -21,6 +22,21 @@ type devControlPlane struct {
 	nats    *server.Server
 	manager *streammanager.Manager
 	apiKey  string
+	// tokenSecret is the generated HS256 key the manager mints with and the dev nodes trust;
+	// tokens are dev tokens minted with it for every stream ("*"), printed in the banner.
+	tokenSecret string
+	tokens      devTokens
+}
+
+// devTokens are a publish and a play token; empty when auth is off.
+type devTokens struct{ Publish, Play string }
+
+// query is "&token=" + the token for a page URL that already has a query ("" without one).
+func query(tok string) string {
+	if tok == "" {
+		return ""
+	}
+	return "&token=" + tok
 }
 
 func startDevControlPlane(ctx context.Context, log *slog.Logger, addr string) (*devControlPlane, error) {
@@ -39,8 +55,12 @@ func startDevControlPlane(ctx context.Context, log *slog.Logger, addr string) (*
 	}
 	cfg := streammanager.DefaultConfig()
 	cfg.ID, cfg.HTTPAddr, cfg.NATSURL = "dev-manager", addr, ns.ClientURL()
-	cp := &devControlPlane{nats: ns, apiKey: "dev-" + randomHex(12)}
-	cfg.APIKeys = []string{cp.apiKey}
+	cp := &devControlPlane{nats: ns, apiKey: "dev-" + randomHex(12), tokenSecret: randomHex(32)}
+	cfg.APIKeys, cfg.TokenSecret = []string{cp.apiKey}, cp.tokenSecret
+	if cp.tokens, err = mintDevTokens(cp.tokenSecret); err != nil {
+		ns.Shutdown()
+		return nil, err
+	}
 	m, err := streammanager.New(cfg, log)
 	if err == nil {
 		err = m.Start(ctx)
@@ -65,6 +85,11 @@ func (cp *devControlPlane) lines() []string {
 		"    lookups      GET " + u + "/api/v1/streams/live/test/publish   GET " + u + "/api/v1/streams/live/test/subscribe?protocol=webrtc",
 		"    nodes        GET " + u + "/api/v1/nodes   streams GET " + u + "/api/v1/streams   cluster GET " + u + "/api/v1/cluster",
 		"    admin key    " + cp.apiKey + "   (curl -X POST -H 'X-API-Key: " + cp.apiKey + "' " + u + "/api/v1/nodes/dev-edge/drain)",
+		"  tokens (the nodes verify signed tokens with the key the manager mints with; every publish and play needs one):",
+		"    mint         curl -X POST -H 'X-API-Key: " + cp.apiKey + "' -H 'Content-Type: application/json' -d '{\"stream\":\"live/test\",\"action\":\"play\",\"ttl\":\"1h\"}' " + u + "/api/v1/tokens",
+		"                 or: streamfleet token mint --key " + cp.tokenSecret + " --stream live/test --action play --ttl 1h",
+		"    publish any  " + cp.tokens.Publish,
+		"    play any     " + cp.tokens.Play,
 		"    NATS         " + cp.nats.ClientURL() + "   (JetStream data in .streamfleet/nats)",
 	}
 }
@@ -80,4 +105,23 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// mintDevTokens mints the banner's publish and play tokens for every stream, valid for a day.
+func mintDevTokens(secret string) (devTokens, error) {
+	key, err := token.NewHS256Key([]byte(secret))
+	if err != nil {
+		return devTokens{}, fmt.Errorf("dev: token key: %w", err)
+	}
+	now := time.Now()
+	var t devTokens
+	for _, a := range []struct {
+		action token.Action
+		out    *string
+	}{{token.ActionPublish, &t.Publish}, {token.ActionPlay, &t.Play}} {
+		if *a.out, err = token.Mint(token.Claims{Stream: "*", Action: a.action, IssuedAt: now, ExpiresAt: now.Add(24 * time.Hour), Subject: "dev"}, key); err != nil {
+			return devTokens{}, fmt.Errorf("dev: mint a %s token: %w", a.action, err)
+		}
+	}
+	return t, nil
 }

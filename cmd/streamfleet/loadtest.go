@@ -29,7 +29,8 @@ func runLoadtest(ctx context.Context, args []string) error {
 	}
 	fs.StringVar(&cfg.Server, "server", cfg.Server, "base `URL` of the server (WHIP at /whip/{stream}, WHEP at /whep/{stream})")
 	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "stream `name`")
-	fs.StringVar(&cfg.Token, "token", "", "bearer `token` sent with every WHIP/WHEP request")
+	fs.StringVar(&cfg.Token, "token", "", "bearer `token` sent with every WHIP/WHEP request (a play token with --publish-token)")
+	fs.StringVar(&cfg.PublishToken, "publish-token", "", "`token` of the publisher instead of --token (signed tokens grant publish or play, not both)")
 	fs.Var(&cfg.VideoBitrate, "bitrate", "video `bitrate`, e.g. 600k or 2M")
 	fs.IntVar(&cfg.Subscribers, "subscribers", cfg.Subscribers, "number of WHEP subscribers")
 	fs.Float64Var(&cfg.RampPerSecond, "ramp", cfg.RampPerSecond, "subscribers started per second")

@@ -58,7 +58,7 @@ func TestNodeRunsUntilCancelled(t *testing.T) {
 
 func TestDevURLs(t *testing.T) {
 	var b bytes.Buffer
-	printDevURLs(&b, "http://127.0.0.1:8080", "http://127.0.0.1:8082", "127.0.0.1:8189", rtspDevLines("127.0.0.1:8554")...)
+	printDevURLs(&b, "http://127.0.0.1:8080", "http://127.0.0.1:8082", "127.0.0.1:8189", devTokens{}, rtspDevLines("127.0.0.1:8554", devTokens{})...)
 	for _, want := range []string{"8080/publish?stream=live/test", "8082/watch?stream=live/test", "POST http://127.0.0.1:8080/whip/live/test",
 		"POST http://127.0.0.1:8082/whep/live/test", "/metrics", "/healthz", "127.0.0.1:8189",
 		"rtsp://127.0.0.1:8554/live/test", "-f rtsp"} {

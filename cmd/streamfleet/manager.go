@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"time"
 
 	"github.com/streamfleet/streamfleet/streammanager"
 )
@@ -21,6 +22,9 @@ func managerFlags(fs *flag.FlagSet, cfg *streammanager.Config) (finish func() er
 	fs.StringVar(&cfg.NATSTLSKey, "nats-tls-key", cfg.NATSTLSKey, "client key for NATS")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replication of the KV buckets (3 in a 3-server NATS cluster)")
 	fs.StringVar(&apiKeys, "api-key", "", "comma-separated API keys of admin calls (at least 16 characters each; never logged)")
+	fs.StringVar(&cfg.TokenSecret, "token-key", cfg.TokenSecret, "HS256 `secret` (at least 32 bytes) that POST /api/v1/tokens signs with; the nodes' --token-key (never logged)")
+	fs.StringVar(&cfg.TokenSigningKeyFile, "token-signing-key", cfg.TokenSigningKeyFile, "PEM `file` of an ES256 private key that POST /api/v1/tokens signs with (streamfleet token keygen); nodes verify with --token-pubkey")
+	fs.DurationVar(&cfg.TokenMaxTTL, "token-max-ttl", 24*time.Hour, "longest lifetime of a minted token")
 	fs.StringVar(&regionMap, "region-map", "", "client networks to regions for lookups without ?region=, e.g. 10.1.0.0/16=eu,10.2.0.0/16=us")
 	fs.DurationVar(&cfg.FailAfter, "fail-after", cfg.FailAfter, "a node without a heartbeat for this long is failed and leaves every lookup")
 	return func() error {

@@ -37,6 +37,9 @@ type Config struct {
 	Stream string
 	// Token, when set, is sent as "Authorization: Bearer {Token}" on every request.
 	Token string
+	// PublishToken, when set, replaces Token for the publisher (signed tokens grant one action:
+	// publish or play).
+	PublishToken string
 	// VideoBitrate is the bitrate of the synthetic H264 video.
 	VideoBitrate Bitrate
 	// Subscribers is the number of WHEP subscribers.
@@ -226,4 +229,12 @@ func (b *Bitrate) Set(s string) error {
 	}
 	*b = v
 	return nil
+}
+
+// publishToken is the publisher's token.
+func (c Config) publishToken() string {
+	if c.PublishToken != "" {
+		return c.PublishToken
+	}
+	return c.Token
 }

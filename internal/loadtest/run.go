@@ -54,8 +54,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 			if len(via) >= 5 {
 				return fmt.Errorf("%w: more than 5 redirects", errHTTP)
 			}
-			if cfg.Token != "" {
-				req.Header.Set("Authorization", "Bearer "+cfg.Token)
+			if a := via[0].Header.Get("Authorization"); a != "" {
+				req.Header.Set("Authorization", a) // the publisher's or the subscriber's token
 			}
 			return nil
 		},
@@ -109,7 +109,7 @@ func (r *run) execute(ctx context.Context, pubAPI *webrtc.API) (*Report, error) 
 		if r.cfg.ingest() == ProtoSRT {
 			pub, err = startSRTPublisher(r.cfg, r.log)
 		} else {
-			pub, err = startPublisher(ctx, r.cfg, pubAPI, r.sig, r.log)
+			pub, err = startPublisher(ctx, r.cfg, pubAPI, &signaler{client: r.sig.client, token: r.cfg.publishToken()}, r.log)
 		}
 		if err != nil {
 			return nil, err

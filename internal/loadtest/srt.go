@@ -21,8 +21,12 @@ const srtPayload = 7 * 188
 // srtStreamID is the SRT access-control streamid for mode (publish or request) on the stream.
 func srtStreamID(cfg Config, mode string) string {
 	id := "#!::r=" + cfg.Stream + ",m=" + mode
-	if cfg.Token != "" {
-		id += ",t=" + cfg.Token
+	tok := cfg.Token
+	if mode == "publish" {
+		tok = cfg.publishToken()
+	}
+	if tok != "" {
+		id += ",t=" + tok
 	}
 	return id
 }
