@@ -30,10 +30,11 @@ const (
 	RejectNotFound    = "not_found"   // read of an unknown stream
 	RejectUnsupported = "unsupported" // read of a stream with no track MPEG-TS can carry
 	RejectOverload    = "overload"    // too many connection requests being decided at once
+	RejectUpstream    = "upstream"    // read of a stream the node could not pull from its upstream
 )
 
 // RejectReasons lists every reason, for metrics.
-var RejectReasons = []string{RejectStreamID, RejectEncryption, RejectToken, RejectBusy, RejectNotFound, RejectUnsupported, RejectOverload}
+var RejectReasons = []string{RejectStreamID, RejectEncryption, RejectToken, RejectBusy, RejectNotFound, RejectUnsupported, RejectOverload, RejectUpstream}
 
 // Stats are the server's counters.
 type Stats struct {
@@ -229,9 +230,14 @@ func (s *Server) handle(req srt.ConnRequest) {
 			return
 		}
 	} else {
-		st, err := s.hub.Stream(id.Name)
-		if err != nil {
+		// Open pulls the stream from upstream on a relay or an edge that does not carry it yet.
+		st, err := s.hub.Open(s.ctx, id.Name)
+		switch {
+		case errors.Is(err, hub.ErrStreamNotFound):
 			refuse(RejectNotFound, srt.REJX_NOTFOUND, err)
+			return
+		case err != nil:
+			refuse(RejectUpstream, srt.REJX_GW, err)
 			return
 		}
 		if tracks, skipped := mpegts.SupportedTracks(st); len(tracks) == 0 {
