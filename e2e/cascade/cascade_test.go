@@ -106,8 +106,9 @@ func TestWHIPThroughRelayToWHEP(t *testing.T) {
 	}
 }
 
-// TestSRTInputAtTheEdge: ffmpeg publishes H264 + AAC over SRT on the origin; the edge serves it over
-// WHEP (pion gets the video) and over SRT (ffprobe reads H264 and AAC).
+// TestSRTInputAtTheEdge: ffmpeg publishes H264 + AAC over SRT on the origin; an SRT reader at the
+// edge (ffprobe, reading H264 and AAC) makes the edge pull it, and the edge serves it over WHEP too
+// (pion gets the video).
 func TestSRTInputAtTheEdge(t *testing.T) {
 	origin, _, edge := cascade(t, false)
 	runTool(t, "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
@@ -116,21 +117,16 @@ func TestSRTInputAtTheEdge(t *testing.T) {
 		"-c:a", "aac", "-f", "mpegts", "srt://"+origin.SRT+"?mode=caller&latency=120000&streamid=publish:live/srt")
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancel()
-	api, err := rtctest.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v *rtctest.Viewer
 	waitFor(t, 15*time.Second, "the SRT stream on the origin", func() bool {
-		v, err = rtctest.View(ctx, api, edge.URL()+"/whep/live/srt", "")
-		return err == nil
+		v, _ := origin.metric("streamfleet_streams")
+		return v == 1
 	})
-	defer v.Close()
-	waitFor(t, 15*time.Second, "H264 at the edge's WHEP viewer", func() bool { return len(v.Payloads("video")) > 60 })
 
-	// The stream is on the edge now; SRT readers there read it from the edge's hub.
+	// The first reader at the edge is an SRT reader: its handshake makes the edge pull the stream
+	// through the relay.
 	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height",
-		"-of", "json", "-analyzeduration", "2000000", "srt://"+edge.SRT+"?streamid=read:live/srt&latency=120000").Output()
+		"-of", "json", "-analyzeduration", "2000000",
+		"srt://"+edge.SRT+"?streamid=read:live/srt&latency=120000&connect_timeout=8000").Output()
 	if err != nil {
 		t.Fatalf("ffprobe over SRT at the edge: %v", err)
 	}
@@ -154,6 +150,19 @@ func TestSRTInputAtTheEdge(t *testing.T) {
 	if strings.Join(codecs, ",") != "aac,h264" {
 		t.Fatalf("SRT at the edge carries %v, want aac and h264", codecs)
 	}
+
+	// WHEP at the edge plays the same stream.
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v *rtctest.Viewer
+	waitFor(t, 15*time.Second, "a WHEP session at the edge", func() bool {
+		v, err = rtctest.View(ctx, api, edge.URL()+"/whep/live/srt", "")
+		return err == nil
+	})
+	defer v.Close()
+	waitFor(t, 15*time.Second, "H264 at the edge's WHEP viewer", func() bool { return len(v.Payloads("video")) > 60 })
 }
 
 // TestSimulcastAndRelayKill: Chromium publishes VP8 simulcast (h/m/l, 1280x720 capture) on the
