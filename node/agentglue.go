@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/streamfleet/streamfleet/internal/contract"
 	"github.com/streamfleet/streamfleet/node/agent"
@@ -40,6 +41,7 @@ func (n *Node) startAgent(ctx context.Context) error {
 		return err
 	}
 	n.agent = a
+	n.drain.a.Store(a)
 	return nil
 }
 
@@ -81,4 +83,14 @@ func (n *Node) drainGate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// drainFlag tells the SRT and RTSP servers whether the managers drain the node: they start
+// before the agent, so it is read atomically.
+type drainFlag struct{ a atomic.Pointer[agent.Agent] }
+
+// Draining reports whether new sessions are refused.
+func (d *drainFlag) Draining() bool {
+	a := d.a.Load()
+	return a != nil && a.Draining()
 }

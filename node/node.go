@@ -39,6 +39,7 @@ type Node struct {
 	srt        *srtserver.Server
 	puller     *cascade.Puller // nil on an origin, or without upstreams
 	agent      *agent.Agent    // nil without NATS
+	drain      *drainFlag      // tells SRT and RTSP whether the agent drains the node
 	mux        *http.ServeMux
 
 	listener net.Listener
@@ -74,8 +75,10 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	drain := &drainFlag{}
 	rtspCfg := cfg.RTSP
 	rtspCfg.Auth = authz
+	rtspCfg.Draining = drain.Draining
 	rtspCfg.ClusterSecret = cfg.ClusterSecret
 	rs, err := rtspserver.New(rtspCfg, h, log)
 	if err != nil {
@@ -84,6 +87,8 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, hub: h, webrtc: w, transcoder: tc, rtsp: rs, auth: authz, mux: http.NewServeMux(), serveErr: make(chan error, 1)}
 	srtCfg := cfg.SRT
 	srtCfg.Auth = authz
+	srtCfg.Draining = drain.Draining
+	n.drain = drain
 	ss, err := srtserver.New(srtCfg, h, log)
 	if err != nil {
 		return nil, err

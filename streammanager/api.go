@@ -490,6 +490,10 @@ type ClusterView struct {
 	Leading  bool          `json:"leading"`
 	Managers []ManagerView `json:"managers"`
 	NATS     NATSView      `json:"nats"`
+	// HeartbeatsStalled is set while this manager's probe does not come back through the
+	// heartbeats bucket (a NATS server died and the bucket's leader is being re-elected): no
+	// node is failed for a missing heartbeat meanwhile.
+	HeartbeatsStalled bool `json:"heartbeats_stalled"`
 }
 
 // ManagerView is one live manager.
@@ -510,7 +514,7 @@ func (m *Manager) handleCluster(w http.ResponseWriter, r *http.Request) {
 	if !noQuery(w, r) {
 		return
 	}
-	v := ClusterView{Manager: m.cfg.ID, Leading: m.Leading(), Managers: []ManagerView{},
+	v := ClusterView{Manager: m.cfg.ID, Leading: m.Leading(), Managers: []ManagerView{}, HeartbeatsStalled: m.state.Stalled(),
 		NATS: NATSView{Connected: m.nc != nil && m.nc.IsConnected(), Replicas: m.cfg.Replicas}}
 	if m.nc != nil {
 		v.NATS.Server = m.nc.ConnectedUrlRedacted()

@@ -75,6 +75,7 @@ func (m *Manager) resign(kv jetstream.KeyValue, rev uint64) {
 // housekeep logs newly failed nodes and, on the leader, withdraws the routes failed nodes still
 // hold, so every reader of the routing table sees them gone.
 func (m *Manager) housekeep(ctx context.Context) {
+	m.checkStall()
 	failed, stale := m.state.failedNodes()
 	for _, id := range failed {
 		m.stats.NodesFailed.Add(1)

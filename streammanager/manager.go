@@ -16,6 +16,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,10 +42,17 @@ type Manager struct {
 	apiKeys *token.APIKeys
 	minter  *token.Minter // nil: no signing key, no minting
 
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	kv      map[string]jetstream.KeyValue
-	started time.Time
+	nc *nats.Conn
+	js jetstream.JetStream
+	kv map[string]jetstream.KeyValue
+	// rewatch, one per bucket, asks its watch to start over: after a reconnect, since the
+	// ordered consumer behind a watch may have lived on the server that is gone, and would only
+	// notice after missing its idle heartbeats (10 s or more).
+	rewatch map[string]chan struct{}
+	// probeSeen is when this manager's last probe came back through the heartbeats watch, and
+	// probeWritten when it was written (unix nanoseconds).
+	probeSeen, probeWritten atomic.Int64
+	started                 time.Time
 
 	leaderMu sync.Mutex
 	leader   string // current lease holder, from the watch
@@ -86,7 +95,10 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 	m := &Manager{
 		cfg: cfg, log: log.With("manager", cfg.ID), state: NewState(cfg.FailAfter),
 		apiKeys: token.NewAPIKeys(cfg.APIKeys...), minter: minter,
-		kv: map[string]jetstream.KeyValue{}, managers: map[string]contract.ManagerRecord{}, serveErr: make(chan error, 1),
+		kv: map[string]jetstream.KeyValue{}, rewatch: map[string]chan struct{}{}, managers: map[string]contract.ManagerRecord{}, serveErr: make(chan error, 1),
+	}
+	for _, b := range contract.Buckets {
+		m.rewatch[b.Name] = make(chan struct{}, 1)
 	}
 	m.reg = m.newRegistry()
 	m.mux = m.newMux()
@@ -136,7 +148,15 @@ func (m *Manager) Start(ctx context.Context) error {
 				m.log.Warn("nats disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { m.log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			m.log.Info("nats reconnected; watching the buckets again", "server", nc.ConnectedUrlRedacted())
+			for _, ch := range m.rewatch {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}),
 	}
 	if m.cfg.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(m.cfg.InProcess))
@@ -195,10 +215,14 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	m.listener = ln
 	m.started = time.Now().UTC()
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
 		m.runLease(runCtx)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.runProbe(runCtx)
 	}()
 	m.server = &http.Server{
 		Handler:           m.mux,
@@ -270,7 +294,22 @@ func (m *Manager) watch(ctx context.Context, bucket string, loaded chan struct{}
 		}
 		seen := map[string]bool{}
 		initial := true
-		for e := range w.Updates() {
+		updates := w.Updates()
+		again := false
+	read:
+		for {
+			var e jetstream.KeyValueEntry
+			var ok bool
+			select {
+			case e, ok = <-updates:
+			case <-m.rewatch[bucket]:
+				m.log.Debug("watching again after a reconnect", "bucket", bucket)
+				again = true
+				break read
+			}
+			if !ok {
+				break read
+			}
 			if e == nil {
 				if initial {
 					initial = false
@@ -288,7 +327,7 @@ func (m *Manager) watch(ctx context.Context, bucket string, loaded chan struct{}
 			m.apply(bucket, e)
 		}
 		_ = w.Stop()
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !again {
 			m.stats.WatchErrors.Add(1)
 			m.log.Warn("kv watch ended; watching again", "bucket", bucket)
 			time.Sleep(200 * time.Millisecond)
@@ -343,6 +382,10 @@ func (m *Manager) apply(bucket string, e jetstream.KeyValueEntry) {
 			m.state.SetNode(rec)
 		}
 	case contract.BucketHeartbeats:
+		if strings.HasPrefix(key, contract.ProbePrefix) {
+			m.applyProbe(key, put, e)
+			return
+		}
 		if !put {
 			m.state.RemoveHeartbeat(key)
 			return
@@ -449,4 +492,64 @@ func (m *Manager) Close() error {
 		m.closeErr = errors.Join(errs...)
 	})
 	return m.closeErr
+}
+
+// probeInterval is how often a manager writes its probe; stallAfter is how long without the
+// probe coming back means the heartbeats bucket is stalled.
+const (
+	probeInterval = 250 * time.Millisecond
+	stallAfter    = time.Second
+)
+
+// runProbe writes this manager's probe to the heartbeats bucket every probeInterval.
+func (m *Manager) runProbe(ctx context.Context) {
+	kv := m.kv[contract.BucketHeartbeats]
+	key := contract.ProbeKey(m.cfg.ID)
+	tick := time.NewTicker(probeInterval)
+	defer tick.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, _ = kv.Put(pctx, key, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// applyProbe notes this manager's probe coming back through the watch, when it is fresh (a
+// re-watch's initial values carry the last one written, however old).
+func (m *Manager) applyProbe(key string, put bool, e jetstream.KeyValueEntry) {
+	if !put || key != contract.ProbeKey(m.cfg.ID) {
+		return
+	}
+	written, err := strconv.ParseInt(string(e.Value()), 10, 64)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	if now.Sub(time.Unix(0, written)) < stallAfter {
+		m.probeSeen.Store(now.UnixNano())
+		m.probeWritten.Store(written)
+	}
+}
+
+// checkStall tells the state whether the heartbeats flow: a probe came back within stallAfter.
+func (m *Manager) checkStall() {
+	seen := m.probeSeen.Load()
+	if seen == 0 {
+		return // not seen yet: starting
+	}
+	last := time.Unix(0, seen)
+	stalled := time.Since(last) > stallAfter
+	if stalled != m.state.Stalled() {
+		if stalled {
+			m.log.Warn("heartbeats stalled: failure detection paused until the heartbeats bucket answers again", "since", last)
+		} else {
+			m.log.Info("heartbeats flow again; failure detection resumes")
+		}
+	}
+	m.state.SetStalled(stalled, last)
 }

@@ -35,7 +35,12 @@ type State struct {
 	failAfter time.Duration
 	now       func() time.Time
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// stalledAt, when set, is since when the heartbeats are not seen to flow (the manager's own
+	// probe did not come back): failure detection runs on a clock frozen there. resumedAt is when
+	// the last stall ended: for failAfter after it, expiry markers of heartbeats are not trusted.
+	stalledAt, resumedAt time.Time
+
 	nodes   map[string]*nodeEntry
 	streams map[string]*streamEntry
 	rng     *rand.Rand
@@ -128,10 +133,48 @@ func (s *State) SetHeartbeat(hb contract.Heartbeat, at time.Time) {
 	n.pending = append(n.pending[:0], n.pending[i:]...)
 }
 
-// RemoveHeartbeat forgets a node's heartbeat (it expired, or the node left).
-func (s *State) RemoveHeartbeat(id string) {
+// SetStalled records whether the heartbeats flow: stalled since since, or not (resumed at now).
+// A stall freezes failure detection at its start; when it ends, every heartbeat's age is shifted
+// by the stall's length, so a node that died meanwhile is failed failAfter later, and a live one
+// has failAfter to be heard again (at most: one heard during the stall counts as heard now).
+func (s *State) SetStalled(stalled bool, since time.Time) {
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	switch {
+	case stalled && s.stalledAt.IsZero():
+		s.stalledAt = since
+	case !stalled && !s.stalledAt.IsZero():
+		d := now.Sub(s.stalledAt)
+		for _, n := range s.nodes {
+			if !n.hbAt.IsZero() {
+				// never in the future: one heard during the stall counts as heard now
+				if n.hbAt = n.hbAt.Add(d); n.hbAt.After(now) {
+					n.hbAt = now
+				}
+			}
+		}
+		s.stalledAt, s.resumedAt = time.Time{}, now
+	}
+}
+
+// Stalled reports whether failure detection is frozen by a stall.
+func (s *State) Stalled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.stalledAt.IsZero()
+}
+
+// RemoveHeartbeat forgets a node's heartbeat (it expired, or the node left). During a stall and
+// for failAfter after one, expiries are the bucket catching up, not news: they are ignored, and
+// a dead node is failed by the age of its last heartbeat.
+func (s *State) RemoveHeartbeat(id string) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stalledAt.IsZero() || (!s.resumedAt.IsZero() && now.Sub(s.resumedAt) < s.failAfter) {
+		return
+	}
 	if n := s.nodes[id]; n != nil {
 		n.hbAt = time.Time{}
 		n.streams = nil
@@ -178,8 +221,12 @@ func (s *State) gc(n *nodeEntry) {
 	}
 }
 
-// alive reports whether n is in service or draining: registered and heartbeating.
+// alive reports whether n is in service or draining: registered and heartbeating. The caller
+// holds s.mu.
 func (s *State) alive(n *nodeEntry, now time.Time) bool {
+	if !s.stalledAt.IsZero() && now.After(s.stalledAt) {
+		now = s.stalledAt
+	}
 	return n.hasRec && !n.hbAt.IsZero() && now.Sub(n.hbAt) < s.failAfter
 }
 

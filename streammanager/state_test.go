@@ -190,3 +190,39 @@ func TestFlashCrowd(t *testing.T) {
 	}
 	t.Logf("%d viewers on %d edges (need %d)", viewers, len(sessions), need)
 }
+
+// TestStallFreezesFailureDetection: while the heartbeats are stalled no node fails however long
+// it lasts, and expiry markers are ignored; when the stall ends a node heard during it stays in
+// service, one silent since before it is failed failAfter after its shifted heartbeat, not at once.
+func TestStallFreezesFailureDetection(t *testing.T) {
+	f := newFleet(t)
+	f.add("e1", "edge", "eu", 0)
+	f.add("e2", "edge", "eu", 0)
+	start := f.now
+	f.now = f.now.Add(time.Second)
+	f.s.SetStalled(true, f.now)
+	f.now = f.now.Add(10 * time.Second)
+	f.s.RemoveHeartbeat("e1") // the bucket expiring entries while catching up
+	for _, id := range []string{"e1", "e2"} {
+		if v, _ := f.s.Node(id); v.State != "in_service" {
+			t.Fatalf("%s is %q during a stall", id, v.State)
+		}
+	}
+	f.beat("e2", 0) // heard during the stall
+	f.s.SetStalled(false, time.Time{})
+	if f.s.Stalled() {
+		t.Fatal("still stalled")
+	}
+	// e1 keeps the age it had when the stall began (1 s): failed 2 s after the stall ends.
+	f.now = f.now.Add(contract.HeartbeatTTL - 1500*time.Millisecond)
+	if v, _ := f.s.Node("e1"); v.State != "in_service" {
+		t.Fatalf("e1 failed %v after the stall ended, its heartbeat 1s old before it", contract.HeartbeatTTL-1500*time.Millisecond)
+	}
+	f.now = f.now.Add(time.Second)
+	if v, _ := f.s.Node("e1"); v.State != "failed" {
+		t.Fatalf("e1, silent since %v, is %q after the stall", f.now.Sub(start), v.State)
+	}
+	if v, _ := f.s.Node("e2"); v.State != "in_service" { // heard during the stall: counts as heard at its end
+		t.Fatalf("e2 is %q", v.State)
+	}
+}

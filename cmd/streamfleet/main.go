@@ -47,6 +47,9 @@ func main() {
 	}
 	cmd, ok := subcommands[os.Args[1]]
 	if !ok {
+		cmd, ok = hiddenSubcommands[os.Args[1]]
+	}
+	if !ok {
 		if os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
 			usage()
 			return

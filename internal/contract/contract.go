@@ -201,6 +201,15 @@ type ManagerRecord struct {
 // LeaderKey is the leader lease's key in BucketLeases.
 const LeaderKey = "leader"
 
+// ProbePrefix starts the keys managers write to the heartbeats bucket to watch their own writes
+// come back (ProbeKey): while a manager's probe does not, the bucket's stream is stalled (a NATS
+// server died and its leader is being re-elected) and no node is failed for a missing heartbeat.
+// Node ids cannot start with it ("_" is allowed in ids, so "_probe." with its dot is not).
+const ProbePrefix = "_probe."
+
+// ProbeKey is the heartbeats-bucket key of a manager's probe.
+func ProbeKey(managerID string) string { return ProbePrefix + managerID }
+
 // ErrInvalidKey is wrapped by errors about ids and keys that cannot be KV keys.
 var ErrInvalidKey = errors.New("invalid key")
 

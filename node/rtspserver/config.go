@@ -20,6 +20,10 @@ type Config struct {
 	// 0 pick a free pair.
 	UDPRTPAddr  string
 	UDPRTCPAddr string
+	// Draining, when set and true, refuses new publish and read sessions with 503 (the stream
+	// managers are draining the node); sessions already open continue, and so do pulls of other
+	// nodes (the cluster secret). Nil: never draining.
+	Draining func() bool
 	// Auth decides who may publish and read. A client gives its token as ?token= in the URL or as
 	// the password of RTSP Basic authentication (the user name goes to the auth webhook). Nil: an
 	// authorizer with just PublishToken and PlayToken.

@@ -14,6 +14,8 @@ var (
 	// ErrBadLayerMID is returned for a media of an all-layers session whose mid does not name a
 	// track and layer.
 	ErrBadLayerMID = errors.New("bad layer mid")
+	// ErrDraining is returned for a new session while the node is draining.
+	ErrDraining = errors.New("the node is draining")
 	// ErrClosed is returned once the server is closed.
 	ErrClosed = errors.New("rtsp server closed")
 )

@@ -414,6 +414,10 @@ func (s *Server) lookupStream(log *slog.Logger, c *gortsplib.ServerConn, sess *s
 		res, err := s.unauthorized(log, offered)
 		return nil, false, log, res, err
 	}
+	if !node && s.draining() { // after the challenge above: a node's pull proves the secret first
+		res, err := s.refuse(log, base.StatusServiceUnavailable, "Service Unavailable (draining)", fmt.Errorf("rtsp read %s: %w", name, ErrDraining))
+		return nil, false, log, res, err
+	}
 	var grant *auth.Grant
 	if !node {
 		if sess != nil {

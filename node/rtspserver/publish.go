@@ -78,6 +78,9 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 		return s.refuse(log, base.StatusBadRequest, "Bad Request: "+reasonOf(err), fmt.Errorf("rtsp publish: %w", err))
 	}
 	log = sess.log.With("stream", name)
+	if s.draining() {
+		return s.refuse(log, base.StatusServiceUnavailable, "Service Unavailable (draining)", fmt.Errorf("rtsp publish %s: %w", name, ErrDraining))
+	}
 	grant, res, err := s.authorize(log, ctx.Conn.NetConn(), ctx.Request, tokenpkg.ActionPublish, name, token)
 	if res != nil {
 		return res, err

@@ -377,6 +377,9 @@ func (s *Server) refuse(log *slog.Logger, status base.StatusCode, reason string,
 	return &base.Response{StatusCode: status, StatusMessage: reason}, err
 }
 
+// draining reports whether new sessions are refused (Config.Draining).
+func (s *Server) draining() bool { return s.cfg.Draining != nil && s.cfg.Draining() }
+
 // unauthorized answers 401. Without credentials gortsplib adds the Basic challenge and keeps the
 // connection for the retry; with wrong ones it closes it.
 func (s *Server) unauthorized(log *slog.Logger, offered bool) (*base.Response, error) {

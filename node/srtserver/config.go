@@ -19,6 +19,10 @@ type Config struct {
 	// Latency is the SRT receive latency (TSBPD delay) the node offers; the larger of the two
 	// peers' values is used.
 	Latency time.Duration
+	// Draining, when set and true, refuses new publish and read sessions with reject 1503
+	// (REJX_DOWN; the stream managers are draining the node); sessions already open continue.
+	// Nil: never draining.
+	Draining func() bool
 	// Auth decides who may publish and read; a caller gives its token as t= in the streamid (and
 	// may name itself with u=). Nil: an authorizer with just PublishToken and PlayToken.
 	Auth *auth.Authorizer

@@ -31,10 +31,11 @@ const (
 	RejectUnsupported = "unsupported" // read of a stream with no track MPEG-TS can carry
 	RejectOverload    = "overload"    // too many connection requests being decided at once
 	RejectUpstream    = "upstream"    // read of a stream the node could not pull from its upstream
+	RejectDraining    = "draining"    // a new session while the stream managers drain the node
 )
 
 // RejectReasons lists every reason, for metrics.
-var RejectReasons = []string{RejectStreamID, RejectEncryption, RejectToken, RejectBusy, RejectNotFound, RejectUnsupported, RejectOverload, RejectUpstream}
+var RejectReasons = []string{RejectStreamID, RejectEncryption, RejectToken, RejectBusy, RejectNotFound, RejectUnsupported, RejectOverload, RejectUpstream, RejectDraining}
 
 // Stats are the server's counters.
 type Stats struct {
@@ -188,6 +189,10 @@ func (s *Server) handle(req srt.ConnRequest) {
 			code = srt.REJX_BAD_MODE
 		}
 		refuse(RejectStreamID, code, err)
+		return
+	}
+	if s.cfg.Draining != nil && s.cfg.Draining() {
+		refuse(RejectDraining, srt.REJX_DOWN, fmt.Errorf("%s %s: the node is draining", id.Mode, id.Name))
 		return
 	}
 	switch {
