@@ -122,8 +122,15 @@ func (l *Layer) WritePacket(p *Packet) {
 	}
 
 	l.history.put(p)
-	for _, r := range *l.readers.Load() {
+	readers := *l.readers.Load()
+	for _, r := range readers {
 		r.push(p)
+	}
+	// Consumers of many readers are woken once the packet is in every queue.
+	for _, r := range readers {
+		if r.notify != nil {
+			r.notify.Notify()
+		}
 	}
 }
 

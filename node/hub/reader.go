@@ -21,9 +21,10 @@ type Entry struct {
 // writer never waits for it: when the queue is full the packet is dropped, counted, and the reader
 // skips to the next keyframe.
 type Reader struct {
-	track *Track
-	queue chan Entry
-	done  chan struct{}
+	track  *Track
+	queue  chan Entry
+	done   chan struct{}
+	notify *Notifier // signalled after a packet is written to the reader's layer, or nil
 
 	current atomic.Pointer[Layer] // the layer being delivered
 	pending atomic.Pointer[Layer] // a layer to switch to on its next keyframe

@@ -144,11 +144,13 @@ func ridRank(rid string) int {
 
 // NewReader attaches a reader to the track, reading its best layer from the next keyframe.
 // queue bounds the reader's queue in packets (DefaultReaderQueue if ≤ 0).
-func (t *Track) NewReader(queue int) *Reader {
+func (t *Track) NewReader(queue int) *Reader { return t.newReader(queue, nil) }
+
+func (t *Track) newReader(queue int, n *Notifier) *Reader {
 	if queue <= 0 {
 		queue = DefaultReaderQueue
 	}
-	r := &Reader{track: t, queue: make(chan Entry, queue), done: make(chan struct{})}
+	r := &Reader{track: t, queue: make(chan Entry, queue), done: make(chan struct{}), notify: n}
 	if t.kind == KindVideo {
 		r.needKeyframe.Store(true)
 	}

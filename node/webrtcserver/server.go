@@ -32,10 +32,12 @@ type Server struct {
 	log  *slog.Logger
 	auth *auth.Authorizer
 
-	udpConn net.PacketConn
-	udpMux  ice.UDPMux
-	ingest  *webrtc.API // for publishers: NACK generation, receiver reports, TWCC feedback
-	egress  *webrtc.API // for viewers: sender reports only; NACKs answered from the hub
+	udpConn  net.PacketConn
+	udpMux   ice.UDPMux
+	batchMux *batchUDPMux // udpMux with batched RTP sends for viewers
+	ingest   *webrtc.API  // for publishers: NACK generation, receiver reports, TWCC feedback
+	egress   *webrtc.API  // for viewers: no interceptors; NACKs answered from the hub, sender reports by the fan-out
+	fanout   *fanout
 
 	mu       sync.Mutex
 	sessions map[string]session
@@ -47,11 +49,19 @@ type Server struct {
 
 // Stats are the server's counters.
 type Stats struct {
-	WHIPSessions       atomic.Int64
-	WHEPSessions       atomic.Int64
-	PacketsOut         atomic.Uint64
-	BytesOut           atomic.Uint64
-	Retransmissions    atomic.Uint64
+	WHIPSessions    atomic.Int64
+	WHEPSessions    atomic.Int64
+	PacketsOut      atomic.Uint64
+	BytesOut        atomic.Uint64
+	Retransmissions atomic.Uint64
+	// RetransmissionsDropped counts NACKed packets not resent because the group's queue was full.
+	RetransmissionsDropped atomic.Uint64
+	SenderReports          atomic.Uint64
+	// SendBatches and BatchedPackets count sendmmsg calls and the datagrams they carried;
+	// SendErrors the datagrams the kernel refused.
+	SendBatches        atomic.Uint64
+	BatchedPackets     atomic.Uint64
+	SendErrors         atomic.Uint64
 	SessionsRejected   atomic.Uint64
 	SessionsTimedOut   atomic.Uint64
 	KeyframeRequestsIn atomic.Uint64
@@ -84,7 +94,9 @@ func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Server, error) {
 	}
 	loggers := logging.NewDefaultLoggerFactory()
 	loggers.DefaultLogLevel = logging.LogLevelError
-	s.udpMux = webrtc.NewICEUDPMux(loggers.NewLogger("ice"), conn)
+	s.batchMux = newBatchUDPMux(webrtc.NewICEUDPMux(loggers.NewLogger("ice"), conn))
+	s.udpMux = s.batchMux
+	s.fanout = newFanout(s)
 
 	if s.ingest, err = s.newAPI(true); err == nil {
 		s.egress, err = s.newAPI(false)
@@ -135,12 +147,6 @@ func (s *Server) newAPI(ingest bool) (*webrtc.API, error) {
 		if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
 			return nil, fmt.Errorf("twcc: %w", err)
 		}
-	} else {
-		sr, err := report.NewSenderInterceptor()
-		if err != nil {
-			return nil, fmt.Errorf("sender reports: %w", err)
-		}
-		ir.Add(sr)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }

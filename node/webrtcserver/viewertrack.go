@@ -3,8 +3,8 @@ package webrtcserver
 import (
 	"errors"
 	"io"
-	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -29,10 +29,16 @@ type viewerTrack struct {
 	pt     uint8
 	writer webrtc.TrackLocalWriter
 
-	rewriter *hub.Rewriter
-	hdr      rtp.Header // scratch header of the forwarding goroutine
-	rtxMu    sync.Mutex
-	rtxHdr   rtp.Header // scratch header for retransmissions
+	// Owned by the group's goroutine once the viewer is in a group.
+	group       *group
+	rewriter    *hub.Rewriter
+	hdr         rtp.Header // scratch header for forwarding
+	rtxHdr      rtp.Header // scratch header for retransmissions
+	last        *hub.Layer // layer of the last packet
+	gone        bool       // a write found the viewer's connection closed
+	sentPackets uint32
+	sentOctets  uint32 // payload octets, as RTCP counts them
+	lastReport  int64  // when the last sender report was sent, UnixNano
 }
 
 func newViewerTrack(s *Server, t *hub.Track) (*viewerTrack, error) {
@@ -57,52 +63,67 @@ func (vt *viewerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParame
 	return codec, nil
 }
 
-// statsFlushEvery is how many packets a forwarding goroutine counts locally before adding them to
-// the server's shared counters, so viewers do not all write the same cache line per packet.
-const statsFlushEvery = 64
+// senderReportInterval is how often a viewer gets an RTCP sender report per track.
+const senderReportInterval = time.Second
 
-// forward copies packets from the reader to the viewer until the reader ends.
-func (vt *viewerTrack) forward() {
+// drain writes what the reader has queued to the viewer; it runs on the track's group goroutine.
+// packets and bytes count what was sent.
+func (vt *viewerTrack) drain(packets, bytes *uint64) {
 	r := vt.reader
-	var last *hub.Layer
-	var packets, bytes uint64
-	defer func() { vt.flushStats(&packets, &bytes) }()
-	for {
-		select {
-		case e := <-r.C():
-			if e.Packet.Layer != last {
-				if last != nil {
-					r.Unsubscribe() // switched layers: leave the old one
-				}
-				last = e.Packet.Layer
+	if vt.gone {
+		return
+	}
+	for q := r.C(); len(q) > 0; {
+		e := <-q
+		if e.Packet.Layer != vt.last {
+			if vt.last != nil {
+				r.Unsubscribe() // switched layers: leave the old one
 			}
-			if !vt.rewriter.Rewrite(e, vt.ssrc, vt.pt, &vt.hdr) {
-				continue
+			vt.last = e.Packet.Layer
+		}
+		if !vt.rewriter.Rewrite(e, vt.ssrc, vt.pt, &vt.hdr) {
+			continue
+		}
+		n, err := vt.writer.WriteRTP(&vt.hdr, e.Packet.Payload)
+		if err != nil {
+			if errors.Is(err, io.ErrClosedPipe) || errors.Is(err, io.EOF) {
+				vt.gone = true // the viewer is closing; its session takes it out of the group
+				return
 			}
-			n, err := vt.writer.WriteRTP(&vt.hdr, e.Packet.Payload)
-			if err != nil {
-				if errors.Is(err, io.ErrClosedPipe) || errors.Is(err, io.EOF) {
-					return
-				}
-				continue
-			}
-			packets++
-			bytes += uint64(n)
-			if packets == statsFlushEvery {
-				vt.flushStats(&packets, &bytes)
-			}
-		case <-r.Done():
-			return
+			continue
+		}
+		*packets++
+		*bytes += uint64(n)
+		vt.sentPackets++
+		vt.sentOctets += uint32(len(e.Packet.Payload))
+		if now := e.Packet.ArrivalNanos; now-vt.lastReport >= int64(senderReportInterval) {
+			vt.lastReport = now
+			vt.sendReport(now)
 		}
 	}
 }
 
-func (vt *viewerTrack) flushStats(packets, bytes *uint64) {
-	if *packets > 0 {
-		vt.s.stats.PacketsOut.Add(*packets)
-		vt.s.stats.BytesOut.Add(*bytes)
-		*packets, *bytes = 0, 0
+// sendReport sends an RTCP sender report: the packet just sent's RTP timestamp at its arrival
+// time, and the counts so far (RFC 3550 §6.4.1). Receivers use it for lip sync and RTT.
+func (vt *viewerTrack) sendReport(nowNanos int64) {
+	sr := rtcp.SenderReport{
+		SSRC:        vt.ssrc,
+		NTPTime:     ntpTime(nowNanos),
+		RTPTime:     vt.hdr.Timestamp,
+		PacketCount: vt.sentPackets,
+		OctetCount:  vt.sentOctets,
 	}
+	if _, err := vt.sender.Transport().WriteRTCP([]rtcp.Packet{&sr}); err == nil {
+		vt.s.stats.SenderReports.Add(1)
+	}
+}
+
+// ntpTime is a Unix time in nanoseconds as a 64-bit NTP timestamp.
+func ntpTime(unixNanos int64) uint64 {
+	const ntpEpochOffset = 2208988800 // seconds from 1900 to 1970
+	secs := uint64(unixNanos/1e9) + ntpEpochOffset
+	frac := uint64(unixNanos%1e9) << 32 / 1e9
+	return secs<<32 | frac
 }
 
 // readRTCP answers the viewer's feedback: keyframe requests go to the hub (coalesced there),
@@ -123,7 +144,7 @@ func (vt *viewerTrack) readRTCP() {
 			case *rtcp.TransportLayerNack:
 				for _, pair := range p.Nacks {
 					pair.Range(func(seq uint16) bool {
-						vt.retransmit(seq)
+						vt.group.requestRetransmission(vt, seq)
 						return true
 					})
 				}
@@ -132,6 +153,7 @@ func (vt *viewerTrack) readRTCP() {
 	}
 }
 
+// retransmit resends a NACKed packet from the layer's shared history, on the group's goroutine.
 func (vt *viewerTrack) retransmit(outSeq uint16) {
 	layer, ssrc, seq, ok := vt.rewriter.SourceSequence(outSeq)
 	if !ok {
@@ -141,8 +163,6 @@ func (vt *viewerTrack) retransmit(outSeq uint16) {
 	if p == nil {
 		return
 	}
-	vt.rtxMu.Lock()
-	defer vt.rtxMu.Unlock()
 	if !vt.rewriter.RewriteRetransmission(p, outSeq, vt.ssrc, vt.pt, &vt.rtxHdr) {
 		return
 	}

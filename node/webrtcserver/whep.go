@@ -25,8 +25,10 @@ type whepSession struct {
 	done   chan struct{}
 	grant  *auth.Grant // ended with the session
 
-	mu     sync.Mutex // guards closed and the tracks' readers
+	mu     sync.Mutex // guards closed, group and the tracks' readers
 	closed bool
+	group  *group   // the fan-out group serving the viewer, once connected
+	conn   *muxConn // the viewer's conn of the UDP mux, if batching
 }
 
 func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter, grant *auth.Grant) (*whepSession, string, *apiError) {
@@ -122,9 +124,11 @@ func (vs *whepSession) run() {
 		vs.mu.Unlock()
 		return
 	}
+	if !vs.s.fanout.join(vs) {
+		vs.mu.Unlock()
+		return // shutting down
+	}
 	for _, vt := range vs.tracks {
-		vt.reader = vt.track.NewReader(vs.s.cfg.ReaderQueue)
-		vs.s.goSession(vt.forward)
 		vs.s.goSession(vt.readRTCP)
 	}
 	vs.mu.Unlock()
@@ -144,6 +148,18 @@ func (vs *whepSession) run() {
 			vs.selectLayers()
 		}
 	}
+}
+
+// muxConn is the viewer's conn of the server's UDP mux (nil if it has none to batch).
+func (vs *whepSession) muxConn() *muxConn {
+	if len(vs.tracks) == 0 || vs.s.batchMux == nil {
+		return nil
+	}
+	params, err := vs.tracks[0].sender.Transport().ICETransport().GetLocalParameters()
+	if err != nil {
+		return nil
+	}
+	return vs.s.batchMux.conn(params.UsernameFragment)
 }
 
 // selectLayers moves each video track to the best layer the stream has (ABR by viewer bandwidth
@@ -180,6 +196,9 @@ func (vs *whepSession) close(bool) {
 			if vt.reader != nil {
 				vt.reader.Close()
 			}
+		}
+		if vs.group != nil {
+			vs.s.fanout.leave(vs)
 		}
 		vs.mu.Unlock()
 		if err := vs.pc.Close(); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {

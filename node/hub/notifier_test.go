@@ -1,0 +1,111 @@
+package hub
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestNotifierOncePerPacket: a consumer of many readers is signalled once per packet written, not
+// once per reader, and after the signal every reader has the packet.
+func TestNotifierOncePerPacket(t *testing.T) {
+	h := newTestHub(t, time.Second)
+	pub := mustPublish(t, h, "live/notify", codecOpus)
+	track := pub.Stream().Tracks()[0]
+	n := NewNotifier()
+	readers := make([]*Reader, 10)
+	for i := range readers {
+		readers[i] = track.NewNotifiedReader(0, n)
+	}
+	plain := track.NewReader(0) // a reader without a Notifier is not affected
+	layer := track.Layer("")
+	for i := range 3 {
+		select {
+		case <-n.C():
+			t.Fatalf("packet %d: signalled before it was written", i)
+		default:
+		}
+		layer.WritePacket(newPacket(1, uint16(i), uint32(i)*960, opusFrame))
+		select {
+		case <-n.C():
+		default:
+			t.Fatalf("packet %d: not signalled", i)
+		}
+		select {
+		case <-n.C():
+			t.Fatalf("packet %d: signalled twice", i)
+		default:
+		}
+		n.Clear()
+		for j, r := range readers {
+			if got := len(r.C()); got != 1 {
+				t.Fatalf("packet %d: reader %d has %d entries queued, want 1", i, j, got)
+			}
+			<-r.C()
+		}
+	}
+	if got := len(queued(plain)); got != 3 {
+		t.Fatalf("plain reader got %d packets, want 3", got)
+	}
+	// Without Clear, further packets do not signal again: the consumer has not drained yet.
+	layer.WritePacket(newPacket(1, 3, 3*960, opusFrame))
+	<-n.C()
+	layer.WritePacket(newPacket(1, 4, 4*960, opusFrame))
+	select {
+	case <-n.C():
+		t.Fatal("signalled again before Clear")
+	default:
+	}
+	for _, r := range readers {
+		r.Close()
+	}
+}
+
+// TestNotifierNoLostWakeup: a consumer that waits on C, clears and drains gets every packet of a
+// concurrent writer, in order, without polling (run with -race).
+func TestNotifierNoLostWakeup(t *testing.T) {
+	h := newTestHub(t, time.Second)
+	pub := mustPublish(t, h, "live/notify", codecOpus)
+	track := pub.Stream().Tracks()[0]
+	n := NewNotifier()
+	const packets, nreaders = 5000, 4
+	readers := make([]*Reader, nreaders)
+	for i := range readers {
+		readers[i] = track.NewNotifiedReader(packets, n)
+	}
+	var wg sync.WaitGroup
+	got := make([]int, nreaders)
+	wg.Go(func() {
+		for {
+			select {
+			case <-n.C():
+			case <-time.After(5 * time.Second):
+				return // a lost wake-up: the counts below tell
+			}
+			n.Clear()
+			for i, r := range readers {
+				for q := r.C(); len(q) > 0; {
+					e := <-q
+					if int(e.Packet.Header.SequenceNumber) != got[i] {
+						t.Errorf("reader %d: packet %d out of order (want %d)", i, e.Packet.Header.SequenceNumber, got[i])
+						return
+					}
+					got[i]++
+				}
+			}
+			if got[nreaders-1] == packets {
+				return
+			}
+		}
+	})
+	layer := track.Layer("")
+	for i := range packets {
+		layer.WritePacket(newPacket(1, uint16(i), uint32(i)*960, opusFrame))
+	}
+	wg.Wait()
+	for i, g := range got {
+		if g != packets {
+			t.Errorf("reader %d drained %d of %d packets", i, g, packets)
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package webrtcserver
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/streamfleet/streamfleet/node/hub"
+)
+
+// Fan-out groups. The viewers of a stream are served in groups of up to groupViewers, each by one
+// goroutine: the hub wakes a group once per packet (hub.Notifier) rather than every viewer's
+// goroutine, the group writes the packet to each of its viewers in turn — the datagrams collected
+// in the group's sendBatch — and sends the round with sendmmsg. Retransmissions and RTCP sender
+// reports are written by the group too, so RTP to a viewer only ever comes from its group.
+
+// groupViewers is the most viewers one group goroutine serves: small enough that the last viewer
+// of a group is not kept waiting by the others (about 1–3 µs each), large enough that a round
+// fills a sendmmsg batch.
+const groupViewers = 64
+
+// rtxQueue bounds a group's pending retransmission requests.
+const rtxQueue = 256
+
+type fanout struct {
+	s      *Server
+	mu     sync.Mutex
+	groups map[*hub.Stream][]*group
+}
+
+type group struct {
+	s      *Server
+	stream *hub.Stream
+	notify *hub.Notifier
+	batch  *sendBatch
+	rtx    chan rtxRequest
+	quit   chan struct{}
+
+	viewers atomic.Pointer[[]*whepSession] // copy-on-write under fanout.mu
+	members int                            // joined or joining, under fanout.mu
+}
+
+type rtxRequest struct {
+	vt  *viewerTrack
+	seq uint16 // the viewer's sequence number
+}
+
+func newFanout(s *Server) *fanout { return &fanout{s: s, groups: map[*hub.Stream][]*group{}} }
+
+// join puts a connected viewer into a group of its stream and attaches its tracks' readers. It
+// returns false if the server is closing.
+func (f *fanout) join(vs *whepSession) bool {
+	g := f.reserve(vs.stream)
+	if g == nil {
+		return false
+	}
+	for _, vt := range vs.tracks {
+		vt.group = g
+		vt.reader = vt.track.NewNotifiedReader(f.s.cfg.ReaderQueue, g.notify)
+	}
+	f.mu.Lock()
+	next := append(append(make([]*whepSession, 0, len(*g.viewers.Load())+1), *g.viewers.Load()...), vs)
+	g.viewers.Store(&next)
+	f.mu.Unlock()
+	vs.group = g
+	if c := vs.muxConn(); c != nil && g.batch != nil {
+		vs.conn = c
+		c.batch.Store(g.batch)
+	}
+	return true
+}
+
+// reserve finds or starts a group of the stream with room for one more viewer.
+func (f *fanout) reserve(st *hub.Stream) *group {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, g := range f.groups[st] {
+		if g.members < groupViewers {
+			g.members++
+			return g
+		}
+	}
+	batch, err := newSendBatch(f.s.udpConn, &f.s.stats)
+	if err != nil {
+		f.s.log.Warn("fan-out without batched sends", "error", err)
+		batch = nil
+	}
+	g := &group{
+		s: f.s, stream: st, notify: hub.NewNotifier(), batch: batch,
+		rtx: make(chan rtxRequest, rtxQueue), quit: make(chan struct{}), members: 1,
+	}
+	g.viewers.Store(&[]*whepSession{})
+	if !f.s.enter() {
+		return nil
+	}
+	f.groups[st] = append(f.groups[st], g)
+	go func() {
+		defer f.s.wg.Done()
+		g.run()
+	}()
+	return g
+}
+
+// leave takes a viewer out of its group; the group's goroutine ends with its last viewer.
+func (f *fanout) leave(vs *whepSession) {
+	g := vs.group
+	if vs.conn != nil {
+		vs.conn.batch.Store(nil)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := *g.viewers.Load()
+	next := make([]*whepSession, 0, len(old))
+	for _, x := range old {
+		if x != vs {
+			next = append(next, x)
+		}
+	}
+	g.viewers.Store(&next)
+	g.members--
+	if g.members > 0 {
+		return
+	}
+	close(g.quit)
+	list := f.groups[g.stream]
+	for i, x := range list {
+		if x == g {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(f.groups, g.stream)
+	} else {
+		f.groups[g.stream] = list
+	}
+}
+
+// run serves the group's viewers until the last one leaves.
+func (g *group) run() {
+	var packets, bytes uint64
+	for {
+		select {
+		case <-g.notify.C():
+		case req := <-g.rtx:
+			req.vt.retransmit(req.seq)
+		case <-g.quit:
+			g.batch.flush()
+			return
+		}
+		g.notify.Clear()
+		for _, vs := range *g.viewers.Load() {
+			for _, vt := range vs.tracks {
+				vt.drain(&packets, &bytes)
+			}
+		}
+		for len(g.rtx) > 0 {
+			req := <-g.rtx
+			req.vt.retransmit(req.seq)
+		}
+		g.batch.flush()
+		if packets > 0 {
+			g.s.stats.PacketsOut.Add(packets)
+			g.s.stats.BytesOut.Add(bytes)
+			packets, bytes = 0, 0
+		}
+	}
+}
+
+// requestRetransmission queues a NACKed packet for the group; a full queue drops it (counted).
+func (g *group) requestRetransmission(vt *viewerTrack, seq uint16) {
+	select {
+	case g.rtx <- rtxRequest{vt: vt, seq: seq}:
+	default:
+		g.s.stats.RetransmissionsDropped.Add(1)
+	}
+}

@@ -1,0 +1,261 @@
+package webrtcserver
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+
+	"github.com/streamfleet/streamfleet/internal/rtctest"
+	"github.com/streamfleet/streamfleet/node/hub"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// pion's client side (the test's publisher and viewers) parks goroutines briefly after Close.
+		goleak.IgnoreTopFunction("github.com/pion/interceptor/pkg/report.(*SenderInterceptor).loop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// srViewer is a WHEP viewer that records the RTP timestamps it receives and the sender reports.
+type srViewer struct {
+	pc  *webrtc.PeerConnection
+	loc string
+
+	mu      sync.Mutex
+	ssrc    map[string]uint32
+	stamps  map[uint32]map[uint32]bool // SSRC → RTP timestamps received
+	packets map[uint32]int
+	lastSeq map[uint32]uint16
+	reports map[uint32][]rtcp.SenderReport
+}
+
+func newSRViewer(ctx context.Context, t *testing.T, api *webrtc.API, url string) *srViewer {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &srViewer{pc: pc, ssrc: map[string]uint32{}, stamps: map[uint32]map[uint32]bool{}, packets: map[uint32]int{}, lastSeq: map[uint32]uint16{}, reports: map[uint32][]rtcp.SenderReport{}}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		ssrc := uint32(tr.SSRC())
+		v.mu.Lock()
+		v.ssrc[tr.Kind().String()] = ssrc
+		v.stamps[ssrc] = map[uint32]bool{}
+		v.mu.Unlock()
+		go func() {
+			for {
+				pkts, _, err := recv.ReadRTCP()
+				if err != nil {
+					return
+				}
+				v.mu.Lock()
+				for _, p := range pkts {
+					if sr, ok := p.(*rtcp.SenderReport); ok {
+						v.reports[sr.SSRC] = append(v.reports[sr.SSRC], *sr)
+					}
+				}
+				v.mu.Unlock()
+			}
+		}()
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			v.mu.Lock()
+			v.stamps[ssrc][pkt.Timestamp] = true
+			v.packets[ssrc]++
+			v.lastSeq[ssrc] = pkt.SequenceNumber
+			v.mu.Unlock()
+		}
+	})
+	if v.loc, err = rtctest.Exchange(ctx, pc, url, ""); err != nil {
+		t.Fatalf("whep: %v", err)
+	}
+	return v
+}
+
+func (v *srViewer) close() {
+	rtctest.Delete(v.loc)
+	_ = v.pc.Close()
+}
+
+// TestBatchedFanOutSenderReportsAndNACK: three viewers of one stream are served by one fan-out
+// group whose packets go out in sendmmsg batches; each viewer gets RTCP sender reports from the
+// group (about one a second per track, with the NTP time of a packet and that packet's RTP
+// timestamp, and the counts of what it was sent), and a NACK is answered by the group.
+func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
+	h := hub.New(hub.Config{Grace: time.Second}, nil)
+	defer h.Close()
+	cfg := DefaultConfig()
+	cfg.ICEUDPAddr = "127.0.0.1:0"
+	s, err := New(cfg, h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	s.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := rtctest.Publish(ctx, api, srv.URL+"/whip/live/sr", "", rtctest.H264, rtctest.Opus)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	defer pub.Close()
+	if err := rtctest.WaitConnected(ctx, pub.PC); err != nil {
+		t.Fatal(err)
+	}
+	const viewers = 3
+	vs := make([]*srViewer, viewers)
+	for i := range vs {
+		vs[i] = newSRViewer(ctx, t, api, srv.URL+"/whep/live/sr")
+		defer vs[i].close()
+		if err := rtctest.WaitConnected(ctx, vs[i].pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Until every viewer is in the group (its session starts forwarding once connected).
+	deadline := time.Now().Add(10 * time.Second)
+	for s.stats.WHEPSessions.Load() < viewers || groupMembers(s) < viewers {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d viewers in fan-out groups, want %d", groupMembers(s), viewers)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// 2.5 s of media: 30 video and 50 audio packets a second.
+	start := time.Now()
+	for i := 0; time.Since(start) < 2500*time.Millisecond; i++ {
+		if i%3 == 0 {
+			f := uint32(i / 3)
+			p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(f), Timestamp: f * 3000, Marker: true},
+				Payload: rtctest.Payload(rtctest.H264.MimeType, f%30 == 0, f, "")}
+			if err := pub.Tracks[0].WriteRTP(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%2 == 0 {
+			f := uint32(i / 2)
+			p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(f), Timestamp: f * 960},
+				Payload: rtctest.Payload(rtctest.Opus.MimeType, true, f, "")}
+			if err := pub.Tracks[1].WriteRTP(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	now := time.Now()
+	for i, v := range vs {
+		v.mu.Lock()
+		for _, kind := range []string{"video", "audio"} {
+			ssrc := v.ssrc[kind]
+			srs := v.reports[ssrc]
+			if len(srs) < 2 || len(srs) > 4 {
+				t.Errorf("viewer %d %s: %d sender reports in 2.5 s, want 2–4 (one a second)", i, kind, len(srs))
+				continue
+			}
+			for j, sr := range srs {
+				at := ntpToTime(sr.NTPTime)
+				if d := now.Sub(at); d < 0 || d > 4*time.Second {
+					t.Errorf("viewer %d %s report %d: NTP time %v, %v before the end of the test", i, kind, j, at, d)
+				}
+				if !v.stamps[ssrc][sr.RTPTime] {
+					t.Errorf("viewer %d %s report %d: RTP time %d is no packet's timestamp", i, kind, j, sr.RTPTime)
+				}
+				if sr.PacketCount == 0 || int(sr.PacketCount) > v.packets[ssrc] || sr.OctetCount < sr.PacketCount*200 {
+					t.Errorf("viewer %d %s report %d: %d packets, %d octets (received %d packets of 200+ bytes)", i, kind, j, sr.PacketCount, sr.OctetCount, v.packets[ssrc])
+				}
+				if j > 0 && (sr.PacketCount <= srs[j-1].PacketCount || sr.NTPTime <= srs[j-1].NTPTime) {
+					t.Errorf("viewer %d %s report %d: counts or time did not advance", i, kind, j)
+				}
+			}
+		}
+		if v.packets[v.ssrc["video"]] < 60 || v.packets[v.ssrc["audio"]] < 100 {
+			t.Errorf("viewer %d received %d video and %d audio packets, want about 75 and 125", i, v.packets[v.ssrc["video"]], v.packets[v.ssrc["audio"]])
+		}
+		v.mu.Unlock()
+	}
+	batches, batched := s.stats.SendBatches.Load(), s.stats.BatchedPackets.Load()
+	if batches == 0 || float64(batched)/float64(batches) < 2 {
+		t.Errorf("%d datagrams in %d sendmmsg batches: want the three viewers' packets batched", batched, batches)
+	}
+	if n := s.stats.SendErrors.Load(); n != 0 {
+		t.Errorf("%d send errors", n)
+	}
+
+	// A NACK for a video packet already sent is answered from the layer's history, by the group.
+	v := vs[0]
+	v.mu.Lock()
+	ssrc := v.ssrc["video"]
+	seq := v.lastSeq[ssrc]
+	v.mu.Unlock()
+	before := s.stats.Retransmissions.Load()
+	if err := v.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: seq - 5}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for s.stats.Retransmissions.Load() == before {
+		if time.Now().After(now.Add(5 * time.Second)) {
+			t.Fatal("NACK not answered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func groupMembers(s *Server) int {
+	s.fanout.mu.Lock()
+	defer s.fanout.mu.Unlock()
+	n := 0
+	for _, gs := range s.fanout.groups {
+		for _, g := range gs {
+			n += len(*g.viewers.Load())
+		}
+	}
+	return n
+}
+
+func ntpToTime(ntp uint64) time.Time {
+	secs := int64(ntp>>32) - 2208988800
+	frac := int64((ntp & 0xffffffff) * 1e9 >> 32)
+	return time.Unix(secs, frac)
+}
+
+func TestNTPTime(t *testing.T) {
+	at := time.Date(2026, 12, 1, 9, 30, 0, 250_000_000, time.UTC)
+	got := ntpToTime(ntpTime(at.UnixNano()))
+	if d := got.Sub(at); d < -time.Microsecond || d > time.Microsecond {
+		t.Fatalf("ntp round trip: %v, want %v", got, at)
+	}
+	if ntpTime(at.UnixNano())>>32 != uint64(at.Unix()+2208988800) {
+		t.Fatal("ntp seconds are not since 1900")
+	}
+}

@@ -1,0 +1,261 @@
+package webrtcserver
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"github.com/pion/ice/v4"
+	"golang.org/x/sys/unix"
+)
+
+// Batched sends. pion writes every SRTP packet down its stack (SRTP session, DTLS mux, ICE pair)
+// to the net.PacketConn the ICE UDP mux hands each peer connection, one sendto per packet per
+// viewer. batchUDPMux wraps those conns: an RTP packet written to a conn that belongs to a fan-out
+// group is copied into the group's sendBatch instead, on the group's own goroutine (the only one
+// that writes RTP to its viewers), and the group sends the whole round with one sendmmsg. STUN,
+// DTLS and RTCP, written by pion's goroutines, go straight to the socket as before. No lock is
+// shared between groups: each has its own batch.
+
+// sendBatchSize is the most datagrams one sendmmsg carries.
+const sendBatchSize = 64
+
+// batchUDPMux is pion's ICE UDP mux with conns that can batch.
+type batchUDPMux struct {
+	ice.UDPMux
+	mu    sync.Mutex
+	conns map[string]*muxConn // by local ufrag
+}
+
+func newBatchUDPMux(inner ice.UDPMux) *batchUDPMux {
+	return &batchUDPMux{UDPMux: inner, conns: map[string]*muxConn{}}
+}
+
+// GetConn wraps the mux's conn for a peer connection's local ICE ufrag.
+func (m *batchUDPMux) GetConn(ufrag string, addr net.Addr) (net.PacketConn, error) {
+	inner, err := m.UDPMux.GetConn(ufrag, addr)
+	if err != nil {
+		return nil, err
+	}
+	ap, ok := inner.(ice.AddrPortReaderWriter)
+	if !ok {
+		return inner, nil // not pion's muxed conn: nothing to batch
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.conns[ufrag]; c != nil && c.PacketConn == inner {
+		return c, nil
+	}
+	c := &muxConn{PacketConn: inner, ap: ap, mux: m, ufrag: ufrag}
+	m.conns[ufrag] = c
+	return c, nil
+}
+
+// RemoveConnByUfrag forgets the wrapper with the mux's conn.
+func (m *batchUDPMux) RemoveConnByUfrag(ufrag string) {
+	m.forget(ufrag, nil)
+	m.UDPMux.RemoveConnByUfrag(ufrag)
+}
+
+func (m *batchUDPMux) forget(ufrag string, c *muxConn) {
+	m.mu.Lock()
+	if cur := m.conns[ufrag]; cur != nil && (c == nil || cur == c) {
+		delete(m.conns, ufrag)
+	}
+	m.mu.Unlock()
+}
+
+// conn is the wrapped conn of a local ufrag, or nil.
+func (m *batchUDPMux) conn(ufrag string) *muxConn {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.conns[ufrag]
+}
+
+// muxConn is one peer connection's conn of the ICE UDP mux.
+type muxConn struct {
+	net.PacketConn
+	ap    ice.AddrPortReaderWriter
+	mux   *batchUDPMux
+	ufrag string
+
+	batch  atomic.Pointer[sendBatch] // the fan-out group's, while the viewer is in one
+	closed atomic.Bool
+	// sent is the address the last direct RTP write went to (the mux learns a viewer's address
+	// from a direct write); written and read only on the group's goroutine.
+	sent netip.AddrPort
+}
+
+// ReadFromAddrPort and WriteToAddrPort keep pion's allocation-free path (ice.AddrPortReaderWriter).
+func (c *muxConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	return c.ap.ReadFromAddrPort(b)
+}
+
+// WriteToAddrPort queues an RTP packet to the group's batch; anything else is written at once.
+func (c *muxConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if !isRTP(b) {
+		return c.ap.WriteToAddrPort(b, addr)
+	}
+	batch := c.batch.Load()
+	if batch == nil || !batch.fits(b, addr) {
+		return c.ap.WriteToAddrPort(b, addr)
+	}
+	// From here on the caller is the group's goroutine: only it writes RTP to a batched conn.
+	if c.closed.Load() {
+		return 0, io.ErrClosedPipe
+	}
+	if addr != c.sent {
+		n, err := c.ap.WriteToAddrPort(b, addr) // registers addr with the mux
+		if err == nil {
+			c.sent = addr
+		}
+		return n, err
+	}
+	batch.add(b, addr)
+	return len(b), nil
+}
+
+// Close closes the mux's conn and forgets the wrapper.
+func (c *muxConn) Close() error {
+	c.closed.Store(true)
+	c.mux.forget(c.ufrag, c)
+	return c.PacketConn.Close()
+}
+
+// isRTP tells an RTP packet from STUN, DTLS and RTCP sharing the port (RFC 7983, RFC 5761).
+func isRTP(b []byte) bool {
+	return len(b) >= 12 && b[0]>>6 == 2 && (b[1] < 192 || b[1] > 223)
+}
+
+// sendBatch collects the datagrams of one fan-out round and sends them with sendmmsg. It belongs
+// to one goroutine. The system call is made raw, without telling the Go scheduler: a batch takes
+// tens of microseconds of CPU in the kernel (it never blocks: on a full socket buffer it waits in
+// the poller), and a scheduler told of each would hand the P to another thread every time.
+type sendBatch struct {
+	raw   syscall.RawConn
+	inet6 bool // the socket is AF_INET6: IPv4 destinations as v4-mapped addresses
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	bufs  [][]byte
+	sa4   []unix.RawSockaddrInet4
+	sa6   []unix.RawSockaddrInet6
+	n     int
+	sent  int // progress of the current flush
+	errno syscall.Errno
+	write func(fd uintptr) bool // b.sendmmsg, made once
+	stats *Stats
+}
+
+// sendBufSize is the largest datagram batched; larger ones are written directly.
+const sendBufSize = 1500
+
+func newSendBatch(conn net.PacketConn, stats *Stats) (*sendBatch, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("batched sends: %T has no file descriptor", conn)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("batched sends: %w", err)
+	}
+	domain := 0
+	var serr error
+	if err := raw.Control(func(fd uintptr) { domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN) }); err != nil {
+		return nil, fmt.Errorf("batched sends: %w", err)
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("batched sends: socket domain: %w", serr)
+	}
+	b := &sendBatch{
+		raw:   raw,
+		inet6: domain == unix.AF_INET6,
+		hdrs:  make([]unix.Mmsghdr, sendBatchSize),
+		iovs:  make([]unix.Iovec, sendBatchSize),
+		bufs:  make([][]byte, sendBatchSize),
+		sa4:   make([]unix.RawSockaddrInet4, sendBatchSize),
+		sa6:   make([]unix.RawSockaddrInet6, sendBatchSize),
+		stats: stats,
+	}
+	b.write = b.sendmmsg
+	for i := range b.hdrs {
+		b.bufs[i] = make([]byte, sendBufSize)
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.hdrs[i].Hdr.Iov = &b.iovs[i]
+		b.hdrs[i].Hdr.Iovlen = 1
+	}
+	return b, nil
+}
+
+// fits tells whether a datagram can be batched.
+func (b *sendBatch) fits(p []byte, addr netip.AddrPort) bool {
+	return len(p) <= sendBufSize && addr.Addr().Zone() == "" && (b.inet6 || addr.Addr().Unmap().Is4())
+}
+
+// add copies a datagram into the batch (pion reuses p) and sends the batch when it is full.
+func (b *sendBatch) add(p []byte, addr netip.AddrPort) {
+	i := b.n
+	copy(b.bufs[i], p)
+	b.iovs[i].SetLen(len(p))
+	h := &b.hdrs[i].Hdr
+	port := addr.Port()
+	if b.inet6 {
+		sa := &b.sa6[i]
+		sa.Family = unix.AF_INET6
+		sa.Port = port<<8 | port>>8
+		sa.Addr = addr.Addr().As16()
+		h.Name = (*byte)(unsafe.Pointer(sa))
+		h.Namelen = unix.SizeofSockaddrInet6
+	} else {
+		sa := &b.sa4[i]
+		sa.Family = unix.AF_INET
+		sa.Port = port<<8 | port>>8
+		sa.Addr = addr.Addr().Unmap().As4()
+		h.Name = (*byte)(unsafe.Pointer(sa))
+		h.Namelen = unix.SizeofSockaddrInet4
+	}
+	b.n++
+	if b.n == len(b.hdrs) {
+		b.flush()
+	}
+}
+
+// flush sends what the batch holds. A datagram the kernel refuses is skipped and counted.
+func (b *sendBatch) flush() {
+	if b == nil || b.n == 0 {
+		return
+	}
+	b.stats.SendBatches.Add(1)
+	b.stats.BatchedPackets.Add(uint64(b.n))
+	for b.sent = 0; b.sent < b.n; {
+		b.errno = 0
+		if err := b.raw.Write(b.write); err != nil {
+			b.stats.SendErrors.Add(uint64(b.n - b.sent))
+			break // the socket is closed
+		}
+		if b.errno != 0 {
+			b.stats.SendErrors.Add(1)
+			b.sent++ // the first one failed: skip it
+		}
+	}
+	b.n = 0
+}
+
+// sendmmsg is the raw.Write callback: false to wait until the socket is writable.
+func (b *sendBatch) sendmmsg(fd uintptr) bool {
+	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[b.sent])), uintptr(b.n-b.sent), 0, 0, 0)
+	switch errno {
+	case 0:
+		b.sent += int(n)
+	case unix.EAGAIN:
+		return false
+	case unix.EINTR:
+	default:
+		b.errno = errno
+	}
+	return true
+}
