@@ -31,6 +31,8 @@ func registerCascadeMetrics(reg *prometheus.Registry, id string, role Role, p *c
 		func(s *cascade.Stats) float64 { return float64(s.Failovers.Load()) })
 	counter("upstream_attempt_failures_total", "Upstream attempts that failed: refused, down, stream missing, or stalled before data.",
 		func(s *cascade.Stats) float64 { return float64(s.AttemptFailures.Load()) })
+	counter("upstream_resolved_total", "Pull attempts whose upstreams came from the routing table (--nats).",
+		func(s *cascade.Stats) float64 { return float64(s.Resolved.Load()) })
 	counter("upstream_packets_total", "RTP packets received from upstreams.",
 		func(s *cascade.Stats) float64 { return float64(s.PacketsIn.Load()) })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "streamfleet", Name: "upstream_failover_gap_seconds",

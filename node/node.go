@@ -21,6 +21,7 @@ import (
 	"github.com/streamfleet/streamfleet/node/hub"
 	"github.com/streamfleet/streamfleet/node/rtspserver"
 	"github.com/streamfleet/streamfleet/node/srtserver"
+	"github.com/streamfleet/streamfleet/node/upstream"
 	"github.com/streamfleet/streamfleet/node/webrtcserver"
 	"github.com/streamfleet/streamfleet/transcode"
 	"github.com/streamfleet/streamfleet/web"
@@ -37,9 +38,10 @@ type Node struct {
 	auth       *auth.Authorizer // asked by every protocol server
 	rtsp       *rtspserver.Server
 	srt        *srtserver.Server
-	puller     *cascade.Puller // nil on an origin, or without upstreams
-	agent      *agent.Agent    // nil without NATS
-	drain      *drainFlag      // tells SRT and RTSP whether the agent drains the node
+	puller     *cascade.Puller    // nil on an origin, or without upstreams
+	resolver   *upstream.Resolver // a relay's or edge's upstreams from the routing table; nil without NATS
+	agent      *agent.Agent       // nil without NATS
+	drain      *drainFlag         // tells SRT and RTSP whether the agent drains the node
 	mux        *http.ServeMux
 
 	listener net.Listener
@@ -94,8 +96,18 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.srt = ss
-	if len(cfg.Upstreams) > 0 {
-		if n.puller, err = cascade.New(cfg.cascadeConfig(), h, log); err != nil {
+	if cfg.NATS.Enabled() && (cfg.Role == RoleRelay || cfg.Role == RoleEdge) {
+		// upstreams from the managers' routing table; --upstream, if any, is the fallback
+		if n.resolver, err = upstream.New(upstream.Config{Self: cfg.ID, Role: string(cfg.Role), Region: cfg.NATS.Region}, log); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.Upstreams) > 0 || n.resolver != nil {
+		cc := cfg.cascadeConfig()
+		if n.resolver != nil {
+			cc.Resolver = n.resolver
+		}
+		if n.puller, err = cascade.New(cc, h, log); err != nil {
 			return nil, err
 		}
 		h.SetSource(n.puller)
@@ -146,6 +158,11 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.startAgent(ctx); err != nil { // before serving: the drain gate reads n.agent
 		return fmt.Errorf("start nats agent: %w", err)
 	}
+	if n.resolver != nil {
+		if err := n.resolver.Start(n.agent.Conn()); err != nil {
+			return err
+		}
+	}
 	go func() {
 		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.serveErr <- err
@@ -182,6 +199,9 @@ func (n *Node) ICEUDPAddr() net.Addr { return n.webrtc.ICEUDPAddr() }
 // Handler is the node's HTTP handler, for serving it in-process.
 func (n *Node) Handler() http.Handler { return n.mux }
 
+// Resolver is the node's upstream resolver (relays and edges with NATS), or nil.
+func (n *Node) Resolver() *upstream.Resolver { return n.resolver }
+
 // Puller is the node's cascade puller, or nil on a node without upstreams.
 func (n *Node) Puller() *cascade.Puller { return n.puller }
 
@@ -207,6 +227,9 @@ func (n *Node) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 		defer cancel()
 		var errs []error
+		if n.resolver != nil {
+			n.resolver.Close() // its watches use the agent's connection
+		}
 		if n.agent != nil {
 			_ = n.agent.Close() // leave the managers' lookups first
 		}

@@ -95,6 +95,10 @@ func New(cfg Config, id Identity, probe Probe, onDrain func(draining bool), log 
 	return &Agent{cfg: cfg, id: id, probe: probe, onDrain: onDrain, log: log.With("component", "agent")}, nil
 }
 
+// Conn is the agent's NATS connection once started (nil before), for the node's other readers
+// of the managers' buckets (the upstream resolver). The agent owns and closes it.
+func (a *Agent) Conn() *nats.Conn { return a.nc }
+
 // Stats returns the agent's counters.
 func (a *Agent) Stats() *Stats { return &a.stats }
 

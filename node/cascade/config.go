@@ -1,12 +1,15 @@
 package cascade
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/streamfleet/streamfleet/internal/streamname"
 )
 
 // Defaults.
@@ -24,8 +27,13 @@ const (
 type Config struct {
 	// Upstreams are the nodes to pull from, in order of preference: rtsp://host:port or host:port
 	// (port 8554 if left out). A pull starts on the first; when an upstream dies, stalls or lacks
-	// the stream, the next one is tried, round robin.
+	// the stream, the next one is tried, round robin. With a Resolver they are the fallback,
+	// tried after the resolver's candidates (alone when it has none).
 	Upstreams []string
+	// Resolver, if set, is asked for the ordered upstreams of a stream before every attempt (the
+	// first of a pull and each after a failure), so a pull follows the routing table rather than
+	// a fixed list. Nil: Upstreams alone.
+	Resolver UpstreamResolver
 	// ClusterSecret is presented to upstreams (RTSP Basic, user rtspserver.ClusterUser). Empty: pull
 	// without credentials (upstreams without a cluster secret).
 	ClusterSecret string
@@ -39,6 +47,18 @@ type Config struct {
 	MaxBackoff   time.Duration
 	// RTSPTimeout bounds each RTSP request and read of an upstream session.
 	RTSPTimeout time.Duration
+}
+
+// UpstreamResolver finds where a stream can be pulled from at the moment of an attempt, e.g. from
+// the stream managers' routing table. It must be safe for concurrent use and answer quickly (from
+// memory): the puller asks before every attempt.
+type UpstreamResolver interface {
+	// Upstreams returns the upstreams of stream in order of preference (rtsp://host:port or
+	// host:port). None, with an error wrapping hub.ErrStreamNotFound: no node of the cluster has
+	// the stream (the pull fails, or a pulled stream ends, as when an upstream answers 404).
+	// None otherwise: nothing known to pull from now (the static Upstreams are tried, or the
+	// attempt fails as an unavailable upstream).
+	Upstreams(ctx context.Context, stream streamname.Name) ([]string, error)
 }
 
 // DefaultConfig returns a configuration without upstreams.
@@ -55,8 +75,8 @@ func DefaultConfig() Config {
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	var errs []error
-	if len(c.Upstreams) == 0 {
-		errs = append(errs, errors.New("no upstream"))
+	if len(c.Upstreams) == 0 && c.Resolver == nil {
+		errs = append(errs, errors.New("no upstream (and no upstream resolver)"))
 	}
 	for _, u := range c.Upstreams {
 		if _, err := ParseUpstream(u); err != nil {

@@ -45,6 +45,7 @@ type Stats struct {
 	SessionsOpened  atomic.Uint64 // upstream sessions that published (one per pull, one more per failover)
 	Failovers       atomic.Uint64 // upstream sessions lost mid-stream (died or stalled), then replaced
 	AttemptFailures atomic.Uint64 // upstream attempts that failed: refused, down, stream missing, stalled before data
+	Resolved        atomic.Uint64 // attempts for which the resolver gave candidates
 	PacketsIn       atomic.Uint64 // RTP packets received from upstreams
 	// LastFailoverGapNanos is the last failover's gap: from the last packet of the lost upstream
 	// to the first packet of the next.
@@ -189,18 +190,79 @@ func (pl *pull) remove() {
 }
 
 // run pulls from one upstream after the other until the stream is no longer wanted.
+//
+// Attempts go in rounds: each attempt takes the first candidate (resolver's, then static) not
+// tried yet in the round, the upstream just lost last; a round fails when every candidate has been
+// tried. An upstream that flowed and was lost starts a fresh round.
 func (pl *pull) run() {
 	p := pl.p
 	defer p.wg.Done()
 	defer pl.remove()
 	var pub *hub.Publication // the last publication, detached (Close) between sessions
 	var lastLost int64       // UnixNano of the last packet of the last upstream lost, 0 if none
-	n := len(p.upstreams)
-	idx, failed, missing := 0, 0, 0
+	tried := map[string]bool{}
+	lost := "" // the upstream lost last: tried last in every round until another one flows
+	next := 0  // where the static list's rotation starts
+	failed, missing := 0, 0
 	backoff := p.cfg.RetryBackoff
 	var lastErr error
 	for {
-		up := p.upstreams[idx]
+		up, why := pl.next(tried, lost, next)
+		if up == "" && failed == 0 {
+			// nothing to try at all: the resolver knows no upstream and there is no static list
+			p.stats.AttemptFailures.Add(1)
+			failed, lastErr = 1, why
+			if errors.Is(why, hub.ErrStreamNotFound) {
+				missing = 1
+			}
+			pl.log.Info("no upstream to pull from", "error", why)
+		}
+		if up == "" {
+			// A whole round failed.
+			if pub == nil {
+				if missing == failed {
+					pl.finish(fmt.Errorf("%s: no upstream has it: %w", pl.name, hub.ErrStreamNotFound))
+				} else {
+					pl.finish(fmt.Errorf("%w: %w", ErrUpstreamUnavailable, lastErr))
+				}
+				return
+			}
+			if missing == failed {
+				// The stream ended upstream. The detached publication cannot end it; taking it over
+				// again with the same tracks can, so its readers learn now rather than after the grace.
+				if again, err := p.hub.Publish(pl.name, pl.specs); err == nil {
+					again.End()
+				}
+				pl.log.Info("pull stopped: no upstream has the stream any more")
+				return
+			}
+			failed, missing = 0, 0
+			clear(tried)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-p.ctx.Done():
+				t.Stop()
+			case <-pub.Stream().Done():
+				t.Stop()
+			}
+			backoff = min(backoff*2, p.cfg.MaxBackoff)
+			if p.ctx.Err() != nil {
+				pl.remove()
+				pub.End()
+				pl.finish(ErrClosed)
+				return
+			}
+			if pub.Stream().Ended() {
+				pl.log.Info("pull stopped: the stream ended while no upstream had it")
+				return
+			}
+			continue
+		}
+		tried[up] = true
+		if i := slices.Index(p.upstreams, up); i >= 0 {
+			next = (i + 1) % len(p.upstreams)
+		}
 		res := pl.session(up, &pub, lastLost)
 		switch {
 		case errors.Is(res.err, errLinger):
@@ -223,7 +285,8 @@ func (pl *pull) run() {
 		if res.flowed {
 			p.stats.Failovers.Add(1)
 			lastLost = res.lastPacket
-			failed, missing, backoff = 0, 0, p.cfg.RetryBackoff
+			failed, missing, backoff, lost = 0, 0, p.cfg.RetryBackoff, up
+			clear(tried)
 			pl.log.Warn("upstream lost: failing over", "upstream", up, "error", res.err)
 		} else {
 			p.stats.AttemptFailures.Add(1)
@@ -238,39 +301,65 @@ func (pl *pull) run() {
 			pl.log.Info("pull stopped: the stream ended while no upstream had it")
 			return
 		}
-		idx = (idx + 1) % n
-		if failed < n {
-			continue
-		}
-		// A whole round failed.
-		if pub == nil {
-			if missing == failed {
-				pl.finish(fmt.Errorf("%s: no upstream has it: %w", pl.name, hub.ErrStreamNotFound))
-			} else {
-				pl.finish(fmt.Errorf("%w: %w", ErrUpstreamUnavailable, lastErr))
-			}
-			return
-		}
-		if missing == failed {
-			// The stream ended upstream. The detached publication cannot end it; taking it over
-			// again with the same tracks can, so its readers learn now rather than after the grace.
-			if again, err := p.hub.Publish(pl.name, pl.specs); err == nil {
-				again.End()
-			}
-			pl.log.Info("pull stopped: no upstream has the stream any more")
-			return
-		}
-		failed, missing = 0, 0
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-p.ctx.Done():
-			t.Stop()
-		case <-pub.Stream().Done():
-			t.Stop()
-		}
-		backoff = min(backoff*2, p.cfg.MaxBackoff)
 	}
+}
+
+// next picks the upstream of the next attempt: the first candidate not tried in this round, lost
+// only when nothing else is left. The candidates are the resolver's, asked now, then the static
+// list rotated to start at next. None left: "" and, when there were no candidates at all, why.
+func (pl *pull) next(tried map[string]bool, lost string, next int) (string, error) {
+	p := pl.p
+	var cands []string
+	var why error
+	if r := p.cfg.Resolver; r != nil {
+		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.RTSPTimeout)
+		ups, err := r.Upstreams(ctx, pl.name)
+		cancel()
+		why = err
+		for _, u := range ups {
+			hp, err := ParseUpstream(u)
+			if err != nil {
+				pl.log.Debug("resolver gave a bad upstream", "upstream", u, "error", err)
+				continue
+			}
+			if !slices.Contains(cands, hp) {
+				cands = append(cands, hp)
+			}
+		}
+		if len(cands) > 0 {
+			p.stats.Resolved.Add(1)
+		}
+	}
+	for i := range p.upstreams {
+		if u := p.upstreams[(next+i)%len(p.upstreams)]; !slices.Contains(cands, u) {
+			cands = append(cands, u)
+		}
+	}
+	if lost != "" && !slices.Contains(cands, lost) {
+		// The resolver no longer lists it (it ended the stream, or died): ask it once more, so
+		// an upstream that ended the stream says so (404) and the stream ends here at once.
+		cands = append(cands, lost)
+	}
+	fallback := ""
+	for _, c := range cands {
+		switch {
+		case tried[c]:
+		case c == lost:
+			fallback = c
+		default:
+			return c, nil
+		}
+	}
+	if fallback != "" {
+		return fallback, nil
+	}
+	if len(cands) == 0 {
+		if why == nil {
+			why = errors.New("the upstream resolver knows no upstream")
+		}
+		return "", fmt.Errorf("resolve upstream of %s: %w", pl.name, why)
+	}
+	return "", nil
 }
 
 // sessionResult is how an upstream session ended.
