@@ -28,6 +28,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.Server, "server", cfg.Server, "base `URL` of the server (WHIP at /whip/{stream}, WHEP at /whep/{stream})")
+	fs.StringVar(&cfg.PublishServer, "publish-server", "", "base `URL` for the WHIP publisher, when it is not --server (an origin, with --server an edge)")
 	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "stream `name`")
 	fs.StringVar(&cfg.Token, "token", "", "bearer `token` sent with every WHIP/WHEP request (a play token with --publish-token)")
 	fs.StringVar(&cfg.PublishToken, "publish-token", "", "`token` of the publisher instead of --token (signed tokens grant publish or play, not both)")

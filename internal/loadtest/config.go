@@ -33,6 +33,9 @@ type Config struct {
 	// Server is the base URL of the server; WHIP goes to {Server}/whip/{Stream}, WHEP to
 	// {Server}/whep/{Stream}.
 	Server string
+	// PublishServer, when set, takes the WHIP publisher instead of Server: publish on an origin,
+	// play from an edge.
+	PublishServer string
 	// Stream is the stream name: 1–4 path segments of [A-Za-z0-9_.-].
 	Stream string
 	// Token, when set, is sent as "Authorization: Bearer {Token}" on every request.
@@ -120,6 +123,11 @@ func (c Config) Validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: server %q is not an http(s) URL", ErrInvalidConfig, c.Server)
 	}
+	if c.PublishServer != "" {
+		if u, err := url.Parse(c.PublishServer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%w: publish server %q is not an http(s) URL", ErrInvalidConfig, c.PublishServer)
+		}
+	}
 	segments := strings.Split(c.Stream, "/")
 	if len(segments) > 4 {
 		return fmt.Errorf("%w: stream %q has more than 4 segments", ErrInvalidConfig, c.Stream)
@@ -175,9 +183,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// endpoint returns the WHIP ("whip") or WHEP ("whep") URL of the stream.
+// endpoint returns the WHIP ("whip") or WHEP ("whep") URL of the stream: WHIP on PublishServer
+// when it is set, everything else on Server.
 func (c Config) endpoint(kind string) string {
-	return strings.TrimRight(c.Server, "/") + "/" + kind + "/" + c.Stream
+	base := c.Server
+	if kind == "whip" && c.PublishServer != "" {
+		base = c.PublishServer
+	}
+	return strings.TrimRight(base, "/") + "/" + kind + "/" + c.Stream
 }
 
 // Bitrate is a rate in bits per second. As a flag it accepts "600k", "2M", "1.5M" or "800000".

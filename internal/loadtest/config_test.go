@@ -42,6 +42,11 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"server not a URL", func(c *Config) { c.Server = "127.0.0.1:8080" }},
 		{"server scheme", func(c *Config) { c.Server = "ftp://x" }},
+		{"publish server not a URL", func(c *Config) { c.PublishServer = "127.0.0.1:8080" }},
+		{"ingest", func(c *Config) { c.Ingest = "rtmp" }},
+		{"protocol", func(c *Config) { c.Protocol = "hls" }},
+		{"srt ingest without address", func(c *Config) { c.Ingest, c.SRT = ProtoSRT, "" }},
+		{"rtsp without address", func(c *Config) { c.Protocol, c.RTSP = ProtoRTSP, "" }},
 		{"empty stream", func(c *Config) { c.Stream = "" }},
 		{"stream segment", func(c *Config) { c.Stream = "live/a b" }},
 		{"stream depth", func(c *Config) { c.Stream = "a/b/c/d/e" }},
