@@ -2,9 +2,14 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/streamfleet/streamfleet/internal/contract"
 	"github.com/streamfleet/streamfleet/internal/natstest"
@@ -73,6 +78,15 @@ func TestDynamicCascade(t *testing.T) {
 		})
 	}
 
+	// A relay of eu that died a moment ago (SIGKILL: its record, heartbeat and route still in the
+	// table, nothing listening) and claims the stream: the edge tries it first, is refused, and
+	// goes on to the next candidate.
+	dead := deadRelay(t, ctx, ns.ClientURL(), "relay-eu-dead", "eu", "live/dyn")
+	waitUntil(t, ctx, "the dead relay in the edge's table", func() bool {
+		ups, _ := edge.Resolver().Table().Upstreams(upstream.Query{Stream: "live/dyn", Self: "edge-eu", Role: contract.RoleEdge, Region: "eu"})
+		return len(ups) == 4 && ups[0] == dead
+	})
+
 	v, err := rtctest.View(ctx, api, edge.HTTPURL()+"/whep/live/dyn", "")
 	if err != nil {
 		t.Fatalf("view on the edge: %v", err)
@@ -87,6 +101,9 @@ func TestDynamicCascade(t *testing.T) {
 	}
 	if got, want := upstreamOf(edge), relayEU.RTSPAddr().String(); got != want {
 		t.Fatalf("the eu edge pulls from %q, want the eu relay %s (us relay %s)", got, want, relayUS.RTSPAddr())
+	}
+	if n := edge.Puller().Stats().AttemptFailures.Load(); n != 1 {
+		t.Fatalf("%d failed attempts at the edge, want 1 (the dead relay)", n)
 	}
 	if got, want := upstreamOf(relayEU), origin.RTSPAddr().String(); got != want {
 		t.Fatalf("the relay pulls from %q, want the origin %s", got, want)
@@ -117,6 +134,43 @@ func TestDynamicCascade(t *testing.T) {
 		t.Fatalf("edge: %d failovers, %d resolved attempts", edge.Puller().Stats().Failovers.Load(), edge.Puller().Stats().Resolved.Load())
 	}
 	checkSameSession(t, v, "video")
+}
+
+// deadRelay writes the record, a fresh heartbeat and a route of stream for a relay whose RTSP
+// address nothing listens on, and returns that address.
+func deadRelay(t *testing.T, ctx context.Context, natsURL, id, region, stream string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(bucket, key string, v any) {
+		kv, err := js.KeyValue(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(v)
+		if _, err := kv.Put(ctx, key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now().UTC()
+	put(contract.BucketNodes, contract.NodeKey(id), contract.NodeRecord{V: contract.Version, ID: id, Role: contract.RoleRelay, Region: region,
+		URLs: contract.NodeURLs{HTTP: "http://" + addr, RTSP: addr}, Started: now})
+	put(contract.BucketHeartbeats, contract.NodeKey(id), contract.Heartbeat{V: contract.Version, Node: id, Time: now, Sessions: map[string]int{}})
+	put(contract.BucketRoutes, contract.RouteKey(stream, id), contract.Route{V: contract.Version, Stream: stream, Node: id, Role: contract.RoleRelay, Started: now})
+	return addr
 }
 
 // checkSameSession asserts a viewer's packets kept one SSRC and rising sequence numbers across an
