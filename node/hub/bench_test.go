@@ -63,3 +63,57 @@ func BenchmarkFanOut(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFanOutNotified is BenchmarkFanOut for readers drained by one consumer goroutine woken
+// through a Notifier, as the WebRTC server's fan-out groups do (one per 64 viewers).
+func BenchmarkFanOutNotified(b *testing.B) {
+	const readers, perGroup = 1000, 64
+	h := New(Config{}, nil)
+	defer h.Close()
+	pub, err := h.Publish("live/bench", specsOf(codecH264))
+	if err != nil {
+		b.Fatal(err)
+	}
+	track := pub.Stream().Tracks()[0]
+	layer := track.Layer("")
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for g := 0; g < readers; g += perGroup {
+		n := NewNotifier()
+		rs := make([]*Reader, 0, perGroup)
+		for range min(perGroup, readers-g) {
+			rs = append(rs, track.NewNotifiedReader(0, n))
+		}
+		wg.Go(func() {
+			for {
+				select {
+				case <-n.C():
+				case <-done:
+					return
+				}
+				n.Clear()
+				for _, r := range rs {
+					for q := r.C(); len(q) > 0; {
+						<-q
+					}
+				}
+			}
+		})
+	}
+	payload := h264Stream(100)
+	packets := make([]Packet, b.N)
+	for i := range packets {
+		packets[i] = *newPacket(1, uint16(i), uint32(i)*3000, payload(i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range packets {
+		layer.WritePacket(&packets[i])
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/readers, "ns/pkt/reader")
+	b.ReportMetric(float64(h.Stats().ReaderDrops.Load())/float64(b.N)/readers, "drops/pkt/reader")
+	close(done)
+	h.Close()
+	wg.Wait()
+}
