@@ -90,6 +90,7 @@ func clusterDevLines(c *devcluster.Cluster) []string {
 		line("origin", c.Origin, ""),
 		line("relay", c.Relay, "the origin"),
 		line("edge", c.Edge, "the relay (the origin if the relay is gone)"),
+		"    relay and edge find their upstream in the routing table (NATS), their static upstreams as the fallback",
 		"    watch any stream on the edge: " + c.Edge.HTTPURL() + "/watch?stream=NAME, WHEP POST " + c.Edge.HTTPURL() + "/whep/NAME",
 	}
 }

@@ -48,7 +48,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go's profiler at /debug/pprof/ (keep off on public nodes)")
 	fs.StringVar(&cfg.Transcode.FFmpeg, "ffmpeg", cfg.Transcode.FFmpeg, "ffmpeg binary for transcoding (AAC to Opus for WebRTC viewers)")
 	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long a stream waits for its publisher to come back")
-	fs.StringVar(&upstreams, "upstream", strings.Join(cfg.Upstreams, ","), "relay/edge: comma-separated upstream nodes to pull streams from on demand (rtsp://host:port or host:port), the next on failure")
+	fs.StringVar(&upstreams, "upstream", strings.Join(cfg.Upstreams, ","), "relay/edge: comma-separated upstream nodes to pull streams from on demand (rtsp://host:port or host:port), the next on failure; with --nats, the fallback after the routing table's")
 	fs.StringVar(&cfg.ClusterSecret, "cluster-secret", cfg.ClusterSecret, "shared secret of the cluster's nodes: presented on pulls, and required of all-layers pulls from this node (never logged)")
 	fs.DurationVar(&cfg.PullLinger, "pull-linger", cfg.PullLinger, "how long a pulled stream without readers is kept before the pull stops")
 	fs.DurationVar(&cfg.WebRTC.ConnectTimeout, "connect-timeout", cfg.WebRTC.ConnectTimeout, "drop a WebRTC peer that has not connected after this long")
