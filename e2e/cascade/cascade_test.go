@@ -216,13 +216,35 @@ func TestSimulcastAndRelayKill(t *testing.T) {
 		return n
 	}
 	before, pionBefore := decoded(), len(v.Payloads("video"))
+	// Watch the pion viewer's video for the freeze: the longest time without a new packet.
+	freeze := make(chan time.Duration, 1)
+	stopSampling := make(chan struct{})
+	go func() {
+		last, lastAt, longest := len(v.Payloads("video")), time.Now(), time.Duration(0)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				freeze <- longest
+				return
+			case now := <-tick.C:
+				if n := len(v.Payloads("video")); n != last {
+					longest = max(longest, now.Sub(lastAt))
+					last, lastAt = n, now
+				}
+			}
+		}
+	}()
 	relay.Kill()
 	killed := time.Now()
 	took := waitFor(t, 2*time.Second, "the edge to pull from the origin", func() bool { return edge.pulling(stream, origin.RTSP) })
 	t.Logf("edge pulling from the origin %v after the SIGKILL", took)
 	waitFor(t, 10*time.Second, "Chromium to decode frames again", func() bool { return decoded() > before+40 })
 	waitFor(t, 5*time.Second, "pion to get video again", func() bool { return len(v.Payloads("video")) > pionBefore+100 })
-	t.Logf("frames decoding again %v after the SIGKILL; failover gap (edge metric) %.0f ms", time.Since(killed),
+	close(stopSampling)
+	t.Logf("Chromium decoded 40 more frames %v after the SIGKILL; the pion viewer's video froze for %v; failover gap (edge metric: upstream lost → first packet from the next) %.0f ms",
+		time.Since(killed), (<-freeze).Round(time.Millisecond),
 		func() float64 { g, _ := edge.metric("streamfleet_upstream_failover_gap_seconds"); return g * 1000 }())
 	var state string
 	if err := watch.Eval(`sf.state`, &state); err != nil || state != "connected" {
