@@ -26,6 +26,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	finish := nodeFlags(fs, &cfg)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	requireTokens := fs.Bool("auth", false, "make the nodes require signed tokens (minted by the manager; the banner prints them)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,7 +40,7 @@ func runDev(ctx context.Context, args []string) error {
 	if cfg.ClusterSecret == "" {
 		cfg.ClusterSecret = devcluster.Secret()
 	}
-	cp, err := startDevControlPlane(ctx, log, "127.0.0.1:8080")
+	cp, err := startDevControlPlane(ctx, log, "127.0.0.1:8080", *requireTokens)
 	if err != nil {
 		return err
 	}
@@ -47,7 +48,9 @@ func runDev(ctx context.Context, args []string) error {
 	if cfg.NATS.URL == "" {
 		cfg.NATS.URL = cp.nats.ClientURL()
 	}
-	cfg.Auth.TokenSecrets = append(cfg.Auth.TokenSecrets, cp.tokenSecret) // the nodes trust what the manager mints
+	if *requireTokens {
+		cfg.Auth.TokenSecrets = append(cfg.Auth.TokenSecrets, cp.tokenSecret) // the nodes trust what the manager mints
+	}
 	c, err := devcluster.Start(ctx, cfg, log)
 	if err != nil {
 		return err

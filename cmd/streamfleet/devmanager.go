@@ -39,7 +39,10 @@ func query(tok string) string {
 	return "&token=" + tok
 }
 
-func startDevControlPlane(ctx context.Context, log *slog.Logger, addr string) (*devControlPlane, error) {
+// startDevControlPlane starts NATS and the manager. The manager always mints tokens (with a
+// generated key); with requireTokens the banner prints tokens for the nodes, which then require
+// them, and without it the nodes are open and the banner's URLs carry none.
+func startDevControlPlane(ctx context.Context, log *slog.Logger, addr string, requireTokens bool) (*devControlPlane, error) {
 	dir := filepath.Join(".streamfleet", "nats")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("dev: nats data folder: %w", err)
@@ -57,9 +60,11 @@ func startDevControlPlane(ctx context.Context, log *slog.Logger, addr string) (*
 	cfg.ID, cfg.HTTPAddr, cfg.NATSURL = "dev-manager", addr, ns.ClientURL()
 	cp := &devControlPlane{nats: ns, apiKey: "dev-" + randomHex(12), tokenSecret: randomHex(32)}
 	cfg.APIKeys, cfg.TokenSecret = []string{cp.apiKey}, cp.tokenSecret
-	if cp.tokens, err = mintDevTokens(cp.tokenSecret); err != nil {
-		ns.Shutdown()
-		return nil, err
+	if requireTokens {
+		if cp.tokens, err = mintDevTokens(cp.tokenSecret); err != nil {
+			ns.Shutdown()
+			return nil, err
+		}
 	}
 	m, err := streammanager.New(cfg, log)
 	if err == nil {
@@ -85,13 +90,27 @@ func (cp *devControlPlane) lines() []string {
 		"    lookups      GET " + u + "/api/v1/streams/live/test/publish   GET " + u + "/api/v1/streams/live/test/subscribe?protocol=webrtc",
 		"    nodes        GET " + u + "/api/v1/nodes   streams GET " + u + "/api/v1/streams   cluster GET " + u + "/api/v1/cluster",
 		"    admin key    " + cp.apiKey + "   (curl -X POST -H 'X-API-Key: " + cp.apiKey + "' " + u + "/api/v1/nodes/dev-edge/drain)",
-		"  tokens (the nodes verify signed tokens with the key the manager mints with; every publish and play needs one):",
+		cp.tokenLine(),
 		"    mint         curl -X POST -H 'X-API-Key: " + cp.apiKey + "' -H 'Content-Type: application/json' -d '{\"stream\":\"live/test\",\"action\":\"play\",\"ttl\":\"1h\"}' " + u + "/api/v1/tokens",
 		"                 or: streamfleet token mint --key " + cp.tokenSecret + " --stream live/test --action play --ttl 1h",
-		"    publish any  " + cp.tokens.Publish,
-		"    play any     " + cp.tokens.Play,
+		"    publish any  " + orNone(cp.tokens.Publish),
+		"    play any     " + orNone(cp.tokens.Play),
 		"    NATS         " + cp.nats.ClientURL() + "   (JetStream data in .streamfleet/nats)",
 	}
+}
+
+func (cp *devControlPlane) tokenLine() string {
+	if cp.tokens.Publish == "" {
+		return "  tokens (the manager mints them; the dev nodes are open: run `streamfleet dev --auth` to require them):"
+	}
+	return "  tokens (the nodes verify signed tokens with the key the manager mints with; every publish and play needs one):"
+}
+
+func orNone(tok string) string {
+	if tok == "" {
+		return "(none needed)"
+	}
+	return tok
 }
 
 func (cp *devControlPlane) close() error {
