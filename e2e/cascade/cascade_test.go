@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/streamfleet/streamfleet/internal/browser"
+	"github.com/streamfleet/streamfleet/internal/proctest"
 	"github.com/streamfleet/streamfleet/internal/rtctest"
 )
 
@@ -20,7 +21,7 @@ import (
 // publisher sent for its index (and layer tag), the indices rising.
 func checkPayloads(t *testing.T, v *rtctest.Viewer, kind, mime string, n int, tag string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, kind+" payloads at the viewer", func() bool { return len(v.Payloads(kind)) >= n })
+	proctest.WaitFor(t, 10*time.Second, kind+" payloads at the viewer", func() bool { return len(v.Payloads(kind)) >= n })
 	var last uint32
 	for i, p := range v.Payloads(kind) {
 		idx, gotTag, ok := rtctest.PayloadIndex(p)
@@ -101,7 +102,7 @@ func TestWHIPThroughRelayToWHEP(t *testing.T) {
 	}
 	for _, p := range []*proc{relay, edge} {
 		if v, _ := p.metric("streamfleet_upstream_sessions_total"); v != 1 {
-			t.Fatalf("%s opened %v upstream sessions, want 1", p.id, v)
+			t.Fatalf("%s opened %v upstream sessions, want 1", p.Name, v)
 		}
 	}
 }
@@ -117,7 +118,7 @@ func TestSRTInputAtTheEdge(t *testing.T) {
 		"-c:a", "aac", "-f", "mpegts", "srt://"+origin.SRT+"?mode=caller&latency=120000&streamid=publish:live/srt")
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancel()
-	waitFor(t, 15*time.Second, "the SRT stream on the origin", func() bool {
+	proctest.WaitFor(t, 15*time.Second, "the SRT stream on the origin", func() bool {
 		v, _ := origin.metric("streamfleet_streams")
 		return v == 1
 	})
@@ -157,12 +158,12 @@ func TestSRTInputAtTheEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 	var v *rtctest.Viewer
-	waitFor(t, 15*time.Second, "a WHEP session at the edge", func() bool {
+	proctest.WaitFor(t, 15*time.Second, "a WHEP session at the edge", func() bool {
 		v, err = rtctest.View(ctx, api, edge.URL()+"/whep/live/srt", "")
 		return err == nil
 	})
 	defer v.Close()
-	waitFor(t, 15*time.Second, "H264 at the edge's WHEP viewer", func() bool { return len(v.Payloads("video")) > 60 })
+	proctest.WaitFor(t, 15*time.Second, "H264 at the edge's WHEP viewer", func() bool { return len(v.Payloads("video")) > 60 })
 }
 
 // TestSimulcastAndRelayKill: Chromium publishes VP8 simulcast (h/m/l, 1280x720 capture) on the
@@ -193,7 +194,7 @@ func TestSimulcastAndRelayKill(t *testing.T) {
 	for _, p := range []*proc{relay, edge} {
 		got := p.layers(t, stream)
 		if rids := got["video0"]; len(rids) != 3 || !slices.Contains(rids, "h") || !slices.Contains(rids, "m") || !slices.Contains(rids, "l") {
-			t.Fatalf("%s carries video layers %v, want h, m, l", p.id, got)
+			t.Fatalf("%s carries video layers %v, want h, m, l", p.Name, got)
 		}
 	}
 
@@ -208,7 +209,7 @@ func TestSimulcastAndRelayKill(t *testing.T) {
 		t.Fatalf("pion viewer: %v", err)
 	}
 	defer v.Close()
-	waitFor(t, 10*time.Second, "video at the pion viewer", func() bool { return len(v.Payloads("video")) > 50 })
+	proctest.WaitFor(t, 10*time.Second, "video at the pion viewer", func() bool { return len(v.Payloads("video")) > 50 })
 
 	decoded := func() float64 {
 		var n float64
@@ -238,10 +239,10 @@ func TestSimulcastAndRelayKill(t *testing.T) {
 	}()
 	relay.Kill()
 	killed := time.Now()
-	took := waitFor(t, 2*time.Second, "the edge to pull from the origin", func() bool { return edge.pulling(stream, origin.RTSP) })
+	took := proctest.WaitFor(t, 2*time.Second, "the edge to pull from the origin", func() bool { return edge.pulling(stream, origin.RTSP) })
 	t.Logf("edge pulling from the origin %v after the SIGKILL", took)
-	waitFor(t, 10*time.Second, "Chromium to decode frames again", func() bool { return decoded() > before+40 })
-	waitFor(t, 5*time.Second, "pion to get video again", func() bool { return len(v.Payloads("video")) > pionBefore+100 })
+	proctest.WaitFor(t, 10*time.Second, "Chromium to decode frames again", func() bool { return decoded() > before+40 })
+	proctest.WaitFor(t, 5*time.Second, "pion to get video again", func() bool { return len(v.Payloads("video")) > pionBefore+100 })
 	close(stopSampling)
 	t.Logf("Chromium decoded 40 more frames %v after the SIGKILL; the pion viewer's video froze for %v; failover gap (edge metric: upstream lost → first packet from the next) %.0f ms",
 		time.Since(killed), (<-freeze).Round(time.Millisecond),

@@ -5,25 +5,22 @@
 package cascade_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
+
+	"github.com/streamfleet/streamfleet/internal/proctest"
 )
 
 const secret = "e2e-cluster-secret"
@@ -32,55 +29,21 @@ const secret = "e2e-cluster-secret"
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "streamfleet-cascade-e2e")
+	b, cleanup, err := proctest.Build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "streamfleet")
-	build := exec.Command("go", "build", "-o", binary, "github.com/streamfleet/streamfleet/cmd/streamfleet")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build streamfleet:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	binary = b
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
-}
-
-// freeTCP and freeUDP return a port on 127.0.0.1 that was free a moment ago.
-func freeTCP(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func freeUDP(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
 }
 
 // proc is one node process.
 type proc struct {
-	t    *testing.T
-	id   string
-	cmd  *exec.Cmd
-	done chan struct{}
-
+	*proctest.Proc
 	HTTP, RTSP, SRT string // addresses
-	logMu           sync.Mutex
-	log             []string
 }
 
 // URL is the node's HTTP base URL.
@@ -90,69 +53,12 @@ func (p *proc) URL() string { return "http://" + p.HTTP }
 // serves, and stops it when the test ends (its log goes to the test log if the test failed).
 func startNode(t *testing.T, id, role string, extra ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, id: id, HTTP: freeTCP(t), RTSP: freeTCP(t), SRT: freeUDP(t), done: make(chan struct{})}
-	args := append([]string{"node", "--id=" + id, "--role=" + role, "--http=" + p.HTTP, "--ice-udp=" + freeUDP(t),
+	p := &proc{HTTP: proctest.FreeTCP(t), RTSP: proctest.FreeTCP(t), SRT: proctest.FreeUDP(t)}
+	args := append([]string{"node", "--id=" + id, "--role=" + role, "--http=" + p.HTTP, "--ice-udp=" + proctest.FreeUDP(t),
 		"--rtsp=" + p.RTSP, "--rtsp-udp-rtp=", "--rtsp-udp-rtcp=", "--srt=" + p.SRT, "--cluster-secret=" + secret, "--grace=5s"}, extra...)
-	p.cmd = exec.Command(binary, args...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", id, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.logMu.Lock()
-			p.log = append(p.log, sc.Text())
-			p.logMu.Unlock()
-		}
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			p.logMu.Lock()
-			for _, l := range p.log {
-				t.Logf("[%s] %s", id, l)
-			}
-			p.logMu.Unlock()
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(p.URL() + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited at start", id)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not serving after 15 s: %v", id, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// Kill sends SIGKILL and waits for the process to be gone.
-func (p *proc) Kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
+	p.Proc = proctest.Start(t, id, binary, args...)
+	p.WaitHTTP(t, p.URL()+"/healthz", 15*time.Second)
+	return p
 }
 
 // cascade starts origin, relay (pulling from the origin) and edge (pulling from the relay, and
@@ -218,7 +124,7 @@ func (p *proc) layers(t *testing.T, stream string) map[string][]string {
 	}
 	desc, _, err := c.Describe(u)
 	if err != nil {
-		t.Fatalf("describe %s on %s: %v", stream, p.id, err)
+		t.Fatalf("describe %s on %s: %v", stream, p.Name, err)
 	}
 	return ridsOf(desc)
 }
@@ -231,19 +137,6 @@ func ridsOf(desc *description.Session) map[string][]string {
 		out[string(m.Type)+track] = append(out[string(m.Type)+track], rid)
 	}
 	return out
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 // runTool runs ffmpeg or another client until the test ends; its stderr goes to the log on failure.

@@ -109,18 +109,6 @@ func (m manager) subscribe(stream string) (lookup, int) {
 	return l, st
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // TestHA: SIGKILL the leading manager → the other answers every call (lookups, WHIP/WHEP
 // redirects, nodes, streams, drain, token minting, a WHEP viewer through it) and takes the leader
 // lease; SIGKILL one NATS server → no
@@ -191,7 +179,7 @@ func TestHA(t *testing.T) {
 		}
 	}
 	for _, m := range managers {
-		waitFor(t, 15*time.Second, m.Name+" sees the four nodes", allIn(m, "origin", "relay", "edge-1", "edge-2"))
+		proctest.WaitFor(t, 15*time.Second, m.Name+" sees the four nodes", allIn(m, "origin", "relay", "edge-1", "edge-2"))
 	}
 
 	api, err := rtctest.NewAPI()
@@ -204,7 +192,7 @@ func TestHA(t *testing.T) {
 	}
 	defer pub.Close()
 	for _, m := range managers {
-		waitFor(t, 5*time.Second, m.Name+" sees the stream on the origin", func() bool {
+		proctest.WaitFor(t, 5*time.Second, m.Name+" sees the stream on the origin", func() bool {
 			var s struct{ Origin string }
 			return m.get("/api/v1/streams/live/ha", &s) == 200 && s.Origin == "origin"
 		})
@@ -212,7 +200,7 @@ func TestHA(t *testing.T) {
 
 	// SIGKILL the leader: the other manager answers every call and takes the lease.
 	var c0 struct{ Leader string }
-	waitFor(t, 10*time.Second, "a leader", func() bool { return managers[0].get("/api/v1/cluster", &c0) == 200 && c0.Leader != "" })
+	proctest.WaitFor(t, 10*time.Second, "a leader", func() bool { return managers[0].get("/api/v1/cluster", &c0) == 200 && c0.Leader != "" })
 	dead, m2 := managers[0], managers[1]
 	if c0.Leader == "m2" {
 		dead, m2 = managers[1], managers[0]
@@ -251,8 +239,8 @@ func TestHA(t *testing.T) {
 		t.Fatalf("WHEP through %s after %s died: %v", m2.Name, dead.Name, err)
 	}
 	defer v.Close()
-	waitFor(t, 10*time.Second, "video through the survivor, an edge and the relay", func() bool { return len(v.Payloads("video")) > 10 })
-	took := waitFor(t, 12*time.Second, "the survivor to take the leader lease", func() bool {
+	proctest.WaitFor(t, 10*time.Second, "video through the survivor, an edge and the relay", func() bool { return len(v.Payloads("video")) > 10 })
+	took := proctest.WaitFor(t, 12*time.Second, "the survivor to take the leader lease", func() bool {
 		var c struct{ Leader string }
 		return m2.get("/api/v1/cluster", &c) == 200 && c.Leader == m2.Name
 	})
@@ -282,7 +270,7 @@ func TestHA(t *testing.T) {
 	if !allIn(m2, "origin", "relay", "edge-1", "edge-2")() {
 		t.Fatalf("after NATS server n%d died, m2 sees %v", victim, m2.nodes())
 	}
-	stallEnd := waitFor(t, 20*time.Second, "the heartbeats to flow again on "+m2.Name, func() bool {
+	stallEnd := proctest.WaitFor(t, 20*time.Second, "the heartbeats to flow again on "+m2.Name, func() bool {
 		var c struct {
 			Stalled bool `json:"heartbeats_stalled"`
 		}
@@ -294,7 +282,7 @@ func TestHA(t *testing.T) {
 	// that elects its leader on its own, so a write may get a 503 until the config bucket's
 	// election is over (seen taking up to ~11 s); the manager says so, and the write then succeeds.
 	var drainErr string
-	took = waitFor(t, 20*time.Second, "a drain accepted with a NATS server down", func() bool {
+	took = proctest.WaitFor(t, 20*time.Second, "a drain accepted with a NATS server down", func() bool {
 		resp, err := m2.post("/api/v1/nodes/edge-2/drain", "", "")
 		if err != nil {
 			drainErr = err.Error()
@@ -312,7 +300,7 @@ func TestHA(t *testing.T) {
 		return true
 	})
 	t.Logf("drain accepted %v after the heartbeats flowed again (last refusal: %q)", took.Round(10*time.Millisecond), drainErr)
-	waitFor(t, 5*time.Second, "edge-2 draining", func() bool { return m2.nodes()["edge-2"] == "draining" })
+	proctest.WaitFor(t, 5*time.Second, "edge-2 draining", func() bool { return m2.nodes()["edge-2"] == "draining" })
 	req, _ := http.NewRequest(http.MethodDelete, m2.url+"/api/v1/nodes/edge-2/drain", nil)
 	req.Header.Set("X-API-Key", apiKey)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
@@ -320,12 +308,12 @@ func TestHA(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	waitFor(t, 5*time.Second, "edge-2 back in service", allIn(m2, "edge-2"))
+	proctest.WaitFor(t, 5*time.Second, "edge-2 back in service", allIn(m2, "edge-2"))
 
 	// SIGKILL edge-1: failed within 5 s (of a control plane that flows: during a NATS leader
 	// election failure detection is paused, above), then never chosen.
 	edges[0].Kill()
-	took = waitFor(t, 5*time.Second, "edge-1 marked failed", func() bool { return m2.nodes()["edge-1"] == "failed" })
+	took = proctest.WaitFor(t, 5*time.Second, "edge-1 marked failed", func() bool { return m2.nodes()["edge-1"] == "failed" })
 	t.Logf("edge-1 failed %v after SIGKILL", took.Round(10*time.Millisecond))
 	for i := range 30 {
 		l, st := m2.subscribe("live/ha")

@@ -170,3 +170,17 @@ func (p *Proc) wait(t testing.TB, timeout time.Duration, ready func() error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// WaitFor polls cond every 20 ms until it holds, failing the test with what after timeout, and
+// returns how long it took.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
