@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/streamfleet/streamfleet/internal/browser"
+	"github.com/streamfleet/streamfleet/internal/nodetest"
 	"github.com/streamfleet/streamfleet/internal/token"
 	"github.com/streamfleet/streamfleet/node"
 	"github.com/streamfleet/streamfleet/node/auth/authtest"
@@ -56,7 +57,7 @@ func newRedirector(t *testing.T, target string) *redirector {
 // A viewer with a token for another stream sees the 401 and its code.
 func TestBrowserTokensThroughRedirect(t *testing.T) {
 	s := authtest.Signers(t)[0]
-	n := startNode(t, func(c *node.Config) { c.Auth = s.Config })
+	n := nodetest.Start(t, func(c *node.Config) { c.Auth = s.Config })
 	red := newRedirector(t, n.HTTPURL())
 	b := browser.New(t.Context(), t)
 

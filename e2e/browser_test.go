@@ -2,67 +2,15 @@ package e2e
 
 import (
 	"fmt"
-	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/streamfleet/streamfleet/internal/browser"
+	"github.com/streamfleet/streamfleet/internal/nodetest"
 	"github.com/streamfleet/streamfleet/node"
 )
-
-// testLog is an io.Writer for slog that writes to t.Log while the test runs
-// and drops what comes after (a goroutine logging late must not panic).
-type testLog struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.done {
-		l.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (l *testLog) stop() {
-	l.mu.Lock()
-	l.done = true
-	l.mu.Unlock()
-}
-
-// startNode runs a node in-process on 127.0.0.1 with free ports.
-func startNode(t *testing.T, configure func(*node.Config)) *node.Node {
-	t.Helper()
-	cfg := node.DefaultConfig()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.WebRTC.ICEUDPAddr = "127.0.0.1:0"
-	cfg.RTSP.Addr, cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.SRT.Addr = "127.0.0.1:0"
-	if configure != nil {
-		configure(&cfg)
-	}
-	logs := &testLog{t: t}
-	n, err := node.New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatalf("node.New: %v", err)
-	}
-	if err := n.Start(t.Context()); err != nil {
-		t.Fatalf("node.Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := n.Close(); err != nil {
-			t.Errorf("node.Close: %v", err)
-		}
-		logs.stop()
-	})
-	return n
-}
 
 // pageURL builds the URL of a page of the node with query parameters.
 func pageURL(n *node.Node, page string, params map[string]string) string {
@@ -117,7 +65,7 @@ func TestBrowserPublishAndWatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			codec := tt.codec
-			n := startNode(t, func(cfg *node.Config) { cfg.Grace = time.Second })
+			n := nodetest.Start(t, func(cfg *node.Config) { cfg.Grace = time.Second })
 			stream := "live/e2e-" + strings.ToLower(codec)
 			params := map[string]string{"stream": stream, "codec": codec, "auto": "1"}
 			if tt.simulcast {
@@ -172,7 +120,7 @@ func TestBrowserPublishAndWatch(t *testing.T) {
 // status line and window.sf.error.
 func TestBrowserErrors(t *testing.T) {
 	b := browser.New(t.Context(), t)
-	n := startNode(t, nil)
+	n := nodetest.Start(t, nil)
 	tests := []struct {
 		name, page, stream string
 		wantStatus         int

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/streamfleet/streamfleet/internal/browser"
+	"github.com/streamfleet/streamfleet/internal/nodetest"
 	"github.com/streamfleet/streamfleet/internal/rtctest"
 	"github.com/streamfleet/streamfleet/internal/streamname"
 	"github.com/streamfleet/streamfleet/node"
@@ -61,7 +62,7 @@ func waitLive(t *testing.T, n *node.Node, stream string) {
 // decoded, and audio from the Opus track the transcoder makes of the AAC.
 func TestRTSPPublishPlaysInBrowser(t *testing.T) {
 	b := browser.New(t.Context(), t)
-	n := startNode(t, nil)
+	n := nodetest.Start(t, nil)
 	const stream = "live/rtsp-in"
 	runFFmpeg(t, "-re", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
 		"-t", "120", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
@@ -124,7 +125,7 @@ type probed struct {
 // ffmpeg; ffprobe reads the stream back over RTSP with TCP and with UDP: h264 and opus, the size,
 // and a steady frame count over five seconds.
 func TestWHIPReadOverRTSP(t *testing.T) {
-	n := startNode(t, nil)
+	n := nodetest.Start(t, nil)
 	const stream = "live/whip-to-rtsp"
 	api, err := rtctest.NewAPI()
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/streamfleet/streamfleet/internal/browser"
+	"github.com/streamfleet/streamfleet/internal/nodetest"
 	"github.com/streamfleet/streamfleet/internal/rtctest"
 	"github.com/streamfleet/streamfleet/node"
 )
@@ -47,7 +48,7 @@ func startFFmpegSRT(t *testing.T, n *node.Node, stream string) {
 // watch page, decoding video and (through the AAC-to-Opus transcoder) audio.
 func TestSRTPublishWatchWHEP(t *testing.T) {
 	b := browser.New(t.Context(), t)
-	n := startNode(t, nil)
+	n := nodetest.Start(t, nil)
 	startFFmpegSRT(t, n, "live/srt-e2e")
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -187,7 +188,7 @@ type probeResult struct {
 // TestWHIPReadOverSRT: a WHIP publisher's H264 + Opus stream read back over SRT by ffprobe (codecs,
 // dimensions, a steady frame count) and by srt-live-transmit (valid MPEG-TS).
 func TestWHIPReadOverSRT(t *testing.T) {
-	n := startNode(t, nil)
+	n := nodetest.Start(t, nil)
 	publishWHIP(t, n, "live/whip-srt")
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/streamfleet/streamfleet/internal/browser"
+	"github.com/streamfleet/streamfleet/internal/nodetest"
 	"github.com/streamfleet/streamfleet/node"
 )
 
@@ -13,7 +14,7 @@ import (
 // assertion.
 func TestBrowserTimeToFirstFrame(t *testing.T) {
 	b := browser.New(t.Context(), t)
-	n := startNode(t, nil)
+	n := nodetest.Start(t, nil)
 	pub := openPublisher(t, b, n, "live/ttff")
 	defer pub.Close()
 	ms := watchFirstFrame(t, b, n, "live/ttff")
