@@ -2,14 +2,9 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/streamfleet/streamfleet/internal/contract"
 	"github.com/streamfleet/streamfleet/internal/natstest"
@@ -17,7 +12,6 @@ import (
 	"github.com/streamfleet/streamfleet/internal/rtctest"
 	"github.com/streamfleet/streamfleet/node"
 	"github.com/streamfleet/streamfleet/node/upstream"
-	"github.com/streamfleet/streamfleet/streammanager"
 )
 
 // TestDynamicCascade: relays and edges with --nats and no --upstream find their upstreams in the
@@ -29,17 +23,7 @@ import (
 func TestDynamicCascade(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ns := natstest.Start(t)
-	mcfg := streammanager.DefaultConfig()
-	mcfg.ID, mcfg.HTTPAddr, mcfg.NATSURL = "m1", "127.0.0.1:0", ns.ClientURL()
-	m, err := streammanager.New(mcfg, slog.New(slog.NewTextHandler(&nodetest.Log{T: t}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
+	m, ns := startManager(ctx, t, nil)
 	withNATS := func(id string, role node.Role, region string) func(*node.Config) {
 		return func(c *node.Config) {
 			c.ID, c.Role, c.ClusterSecret = id, role, "e2e-cluster-secret"
@@ -146,24 +130,13 @@ func deadRelay(t *testing.T, ctx context.Context, natsURL, id, region, stream st
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Connect(t, natsURL)
 	put := func(bucket, key string, v any) {
 		kv, err := js.KeyValue(ctx, bucket)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := json.Marshal(v)
-		if _, err := kv.Put(ctx, key, b); err != nil {
-			t.Fatal(err)
-		}
+		natstest.PutJSON(ctx, t, kv, key, v)
 	}
 	now := time.Now().UTC()
 	put(contract.BucketNodes, contract.NodeKey(id), contract.NodeRecord{V: contract.Version, ID: id, Role: contract.RoleRelay, Region: region,

@@ -12,7 +12,6 @@ import (
 
 	"github.com/streamfleet/streamfleet/internal/browser"
 	"github.com/streamfleet/streamfleet/internal/loadtest"
-	"github.com/streamfleet/streamfleet/internal/natstest"
 	"github.com/streamfleet/streamfleet/internal/nodetest"
 	"github.com/streamfleet/streamfleet/internal/streamname"
 	"github.com/streamfleet/streamfleet/node"
@@ -32,17 +31,7 @@ func startManaged(t *testing.T, edgeCapacity int) *managed {
 	t.Helper()
 	const secret = "e2e-token-secret-0123456789abcdef"
 	c := &managed{apiKey: "e2e-api-key-0123456789"}
-	ns := natstest.Start(t)
-	mcfg := streammanager.DefaultConfig()
-	mcfg.ID, mcfg.HTTPAddr, mcfg.NATSURL, mcfg.APIKeys, mcfg.TokenSecret = "m1", "127.0.0.1:0", ns.ClientURL(), []string{c.apiKey}, secret
-	m, err := streammanager.New(mcfg, slog.New(slog.NewTextHandler(&nodetest.Log{T: t}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
+	m, ns := startManager(t.Context(), t, func(mc *streammanager.Config) { mc.APIKeys, mc.TokenSecret = []string{c.apiKey}, secret })
 	c.m = m
 	conf := func(id string, role node.Role, capacity int, upstream string) func(*node.Config) {
 		return func(cfg *node.Config) {

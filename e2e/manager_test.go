@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/streamfleet/streamfleet/internal/natstest"
@@ -19,17 +20,17 @@ import (
 	"github.com/streamfleet/streamfleet/streammanager"
 )
 
-// TestManagerRoutesPublishAndPlay: a WHIP publisher pointed at the manager is redirected to the
-// origin; WHEP viewers pointed at the manager with ?region=eu land on the eu edges, spread by
-// load (capacity 2 each), pull the stream from the origin and receive media; a drained edge gets
-// no new viewers and refuses them itself.
-func TestManagerRoutesPublishAndPlay(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
+// startManager runs an embedded NATS server and a stream manager on it (ID m1, HTTP on a free
+// port), changed by configure if not nil, and closes the manager when the test ends.
+func startManager(ctx context.Context, t *testing.T, configure func(*streammanager.Config)) (*streammanager.Manager, *server.Server) {
+	t.Helper()
 	ns := natstest.Start(t)
-	mcfg := streammanager.DefaultConfig()
-	mcfg.ID, mcfg.HTTPAddr, mcfg.NATSURL, mcfg.APIKeys = "m1", "127.0.0.1:0", ns.ClientURL(), []string{"e2e-api-key-0123456789"}
-	m, err := streammanager.New(mcfg, slog.New(slog.NewTextHandler(&nodetest.Log{T: t}, nil)))
+	cfg := streammanager.DefaultConfig()
+	cfg.ID, cfg.HTTPAddr, cfg.NATSURL = "m1", "127.0.0.1:0", ns.ClientURL()
+	if configure != nil {
+		configure(&cfg)
+	}
+	m, err := streammanager.New(cfg, slog.New(slog.NewTextHandler(&nodetest.Log{T: t}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,6 +38,17 @@ func TestManagerRoutesPublishAndPlay(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Close() })
+	return m, ns
+}
+
+// TestManagerRoutesPublishAndPlay: a WHIP publisher pointed at the manager is redirected to the
+// origin; WHEP viewers pointed at the manager with ?region=eu land on the eu edges, spread by
+// load (capacity 2 each), pull the stream from the origin and receive media; a drained edge gets
+// no new viewers and refuses them itself.
+func TestManagerRoutesPublishAndPlay(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	m, ns := startManager(ctx, t, func(c *streammanager.Config) { c.APIKeys = []string{"e2e-api-key-0123456789"} })
 
 	withNATS := func(id string, role node.Role, region string, capacity int, upstream string) func(*node.Config) {
 		return func(c *node.Config) {
@@ -149,17 +161,7 @@ func TestManagerMintedTokens(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
 	defer cancel()
 	const secret, apiKey = "e2e-token-secret-0123456789abcdef", "e2e-api-key-0123456789"
-	ns := natstest.Start(t)
-	mcfg := streammanager.DefaultConfig()
-	mcfg.ID, mcfg.HTTPAddr, mcfg.NATSURL, mcfg.APIKeys, mcfg.TokenSecret = "m1", "127.0.0.1:0", ns.ClientURL(), []string{apiKey}, secret
-	m, err := streammanager.New(mcfg, slog.New(slog.NewTextHandler(&nodetest.Log{T: t}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
+	m, ns := startManager(ctx, t, func(c *streammanager.Config) { c.APIKeys, c.TokenSecret = []string{apiKey}, secret })
 	withNATS := func(id string, role node.Role, upstream string) func(*node.Config) {
 		return func(c *node.Config) {
 			c.ID, c.Role = id, role

@@ -2,13 +2,11 @@ package upstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/streamfleet/streamfleet/internal/contract"
@@ -23,11 +21,7 @@ func TestResolverWatchesTheBuckets(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	ns := natstest.Start(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, js := natstest.Connect(t, ns.ClientURL())
 	r, err := New(Config{Self: "relay-1", Role: contract.RoleRelay, LoadWait: 10 * time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -37,10 +31,6 @@ func TestResolverWatchesTheBuckets(t *testing.T) {
 	}
 	defer r.Close()
 
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	kv := map[string]jetstream.KeyValue{}
 	for _, b := range contract.Buckets { // as the managers create them
 		cfg := jetstream.KeyValueConfig{Bucket: b.Name, History: b.History, TTL: b.TTL}
@@ -51,12 +41,7 @@ func TestResolverWatchesTheBuckets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	put := func(bucket, key string, v any) {
-		b, _ := json.Marshal(v)
-		if _, err := kv[bucket].Put(ctx, key, b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put := func(bucket, key string, v any) { natstest.PutJSON(ctx, t, kv[bucket], key, v) }
 	put(contract.BucketNodes, "origin-1", contract.NodeRecord{V: contract.Version, ID: "origin-1", Role: contract.RoleOrigin,
 		URLs: contract.NodeURLs{HTTP: "http://o", RTSP: "10.0.0.1:8554"}})
 	put(contract.BucketNodes, "future", contract.NodeRecord{V: contract.Version + 1, ID: "future", Role: contract.RoleOrigin})
