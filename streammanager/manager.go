@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamfleet/streamfleet/internal/contract"
+	"github.com/streamfleet/streamfleet/internal/kvwatch"
 	"github.com/streamfleet/streamfleet/internal/token"
 )
 
@@ -195,7 +196,15 @@ func (m *Manager) Start(ctx context.Context) error {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.watch(runCtx, b.Name, loaded)
+			kvwatch.Watch(runCtx, m.js, kvwatch.Config{
+				Bucket:  b.Name,
+				Apply:   func(e jetstream.KeyValueEntry) { m.apply(b.Name, e) },
+				Resync:  func(seen map[string]bool) { m.resync(b.Name, seen) },
+				Loaded:  func() { close(loaded) },
+				Rewatch: m.rewatch[b.Name],
+				Errors:  &m.stats.WatchErrors,
+				Log:     m.log,
+			})
 		}()
 		select {
 		case <-loaded:
@@ -273,66 +282,6 @@ func (m *Manager) createBuckets(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// watch keeps the state's copy of one bucket, re-watching after errors. loaded closes once the
-// initial values are in.
-func (m *Manager) watch(ctx context.Context, bucket string, loaded chan struct{}) {
-	kv := m.kv[bucket]
-	first := true
-	for ctx.Err() == nil {
-		w, err := kv.WatchAll(ctx)
-		if err != nil {
-			m.stats.WatchErrors.Add(1)
-			m.log.Warn("watch kv bucket", "bucket", bucket, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(500 * time.Millisecond):
-				continue
-			}
-		}
-		seen := map[string]bool{}
-		initial := true
-		updates := w.Updates()
-		again := false
-	read:
-		for {
-			var e jetstream.KeyValueEntry
-			var ok bool
-			select {
-			case e, ok = <-updates:
-			case <-m.rewatch[bucket]:
-				m.log.Debug("watching again after a reconnect", "bucket", bucket)
-				again = true
-				break read
-			}
-			if !ok {
-				break read
-			}
-			if e == nil {
-				if initial {
-					initial = false
-					m.resync(bucket, seen)
-					if first {
-						first = false
-						close(loaded)
-					}
-				}
-				continue
-			}
-			if initial {
-				seen[e.Key()] = true
-			}
-			m.apply(bucket, e)
-		}
-		_ = w.Stop()
-		if ctx.Err() == nil && !again {
-			m.stats.WatchErrors.Add(1)
-			m.log.Warn("kv watch ended; watching again", "bucket", bucket)
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
 }
 
 // resync forgets, after a (re)watch's initial values, whatever the bucket no longer holds.

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/streamfleet/streamfleet/internal/contract"
+	"github.com/streamfleet/streamfleet/internal/kvwatch"
 	"github.com/streamfleet/streamfleet/internal/streamname"
 )
 
@@ -123,7 +124,19 @@ func (r *Resolver) Start(nc *nats.Conn) error {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.watch(ctx, js, bucket, reconnected[i])
+			kvwatch.Watch(ctx, js, kvwatch.Config{
+				Bucket: bucket,
+				Apply:  func(e jetstream.KeyValueEntry) { r.apply(bucket, e) },
+				Resync: func(seen map[string]bool) { r.resync(bucket, seen) },
+				Loaded: func() {
+					if r.loadedN.Add(1) == int32(len(watched)) {
+						r.loadOnce.Do(func() { close(r.loaded) })
+					}
+				},
+				Rewatch: reconnected[i],
+				Errors:  &r.stats.WatchErrors,
+				Log:     r.log,
+			})
 		}()
 	}
 	// After a reconnect the ordered consumer behind a watch may have lived on a server that is
@@ -190,84 +203,6 @@ func (r *Resolver) Upstreams(ctx context.Context, stream streamname.Name) ([]str
 		r.stats.Empty.Add(1)
 	}
 	return ups, err
-}
-
-// watch keeps the table's copy of one bucket.
-func (r *Resolver) watch(ctx context.Context, js jetstream.JetStream, bucket string, reconnected <-chan struct{}) {
-	var kv jetstream.KeyValue
-	for kv == nil {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		b, err := js.KeyValue(actx, bucket)
-		cancel()
-		if err == nil {
-			kv = b
-			break
-		}
-		r.log.Debug("waiting for the managers' KV bucket", "bucket", bucket, "err", err)
-		if !sleep(ctx, 500*time.Millisecond) {
-			return
-		}
-	}
-	first := true // a re-watch's initial values do not count as a first load again
-	for ctx.Err() == nil {
-		w, err := kv.WatchAll(ctx)
-		if err != nil {
-			r.stats.WatchErrors.Add(1)
-			r.log.Warn("watch kv bucket", "bucket", bucket, "err", err)
-			if !sleep(ctx, 500*time.Millisecond) {
-				return
-			}
-			continue
-		}
-		seen := map[string]bool{}
-		initial, again := true, false
-	read:
-		for {
-			select {
-			case e, ok := <-w.Updates():
-				if !ok {
-					break read
-				}
-				if e == nil {
-					if initial {
-						initial = false
-						r.resync(bucket, seen)
-						if first && r.loadedN.Add(1) == int32(len(watched)) {
-							r.loadOnce.Do(func() { close(r.loaded) })
-						}
-						first = false
-					}
-					continue
-				}
-				if initial {
-					seen[e.Key()] = true
-				}
-				r.apply(bucket, e)
-			case <-reconnected:
-				again = true
-				break read
-			}
-		}
-		_ = w.Stop()
-		if ctx.Err() == nil && !again {
-			r.stats.WatchErrors.Add(1)
-			r.log.Warn("kv watch ended; watching again", "bucket", bucket)
-			if !sleep(ctx, 200*time.Millisecond) {
-				return
-			}
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // resync forgets, after a (re)watch's initial values, whatever the bucket no longer holds.
