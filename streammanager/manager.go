@@ -309,58 +309,17 @@ func (m *Manager) apply(bucket string, e jetstream.KeyValueEntry) {
 		m.stats.BadEntries.Add(1)
 		m.log.Debug("ignored kv entry", "bucket", bucket, "key", key, "err", err)
 	}
-	decode := func(v any, version *int) bool {
-		if err := json.Unmarshal(e.Value(), v); err != nil {
-			bad(err)
-			return false
-		}
-		if *version != contract.Version {
-			bad(fmt.Errorf("version %d", *version))
-			return false
-		}
-		return true
+	if bucket == contract.BucketHeartbeats && strings.HasPrefix(key, contract.ProbePrefix) {
+		m.applyProbe(key, put, e)
+		return
 	}
-	switch bucket {
-	case contract.BucketNodes:
-		if !put {
-			m.state.RemoveNode(key)
-			return
-		}
-		var rec contract.NodeRecord
-		if decode(&rec, &rec.V) && rec.ID == key {
-			m.state.SetNode(rec)
-		}
-	case contract.BucketHeartbeats:
-		if strings.HasPrefix(key, contract.ProbePrefix) {
-			m.applyProbe(key, put, e)
-			return
-		}
-		if !put {
-			m.state.RemoveHeartbeat(key)
-			return
-		}
-		var hb contract.Heartbeat
-		if decode(&hb, &hb.V) && hb.Node == key {
-			at := e.Created()
-			if now := time.Now(); at.After(now) {
-				at = now
-			}
-			m.state.SetHeartbeat(hb, at)
-		}
-	case contract.BucketRoutes:
-		stream, node, err := contract.ParseRouteKey(key)
+	if ours, err := kvwatch.ApplyRouting(m.state, bucket, e); ours {
 		if err != nil {
 			bad(err)
-			return
 		}
-		if !put {
-			m.state.RemoveRoute(stream, node)
-			return
-		}
-		var rt contract.Route
-		if decode(&rt, &rt.V) && rt.Stream == stream && rt.Node == node {
-			m.state.SetRoute(rt)
-		}
+		return
+	}
+	switch bucket {
 	case contract.BucketConfig:
 		id, ok := cutPrefix(key, contract.NodeAdminKey(""))
 		if !ok {
@@ -371,9 +330,11 @@ func (m *Manager) apply(bucket string, e jetstream.KeyValueEntry) {
 			return
 		}
 		var adm contract.NodeAdmin
-		if decode(&adm, &adm.V) {
-			m.state.SetDraining(id, adm.Draining)
+		if err := kvwatch.Decode(e, &adm, &adm.V); err != nil {
+			bad(err)
+			return
 		}
+		m.state.SetDraining(id, adm.Draining)
 	case contract.BucketLeases:
 		m.applyLease(key, put, e)
 	}

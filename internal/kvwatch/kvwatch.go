@@ -2,8 +2,9 @@
 // exist, watches every key, says after each (re)watch's initial values which keys the bucket
 // held (so the copy can forget the rest), and watches again after an error, an ended watch or a
 // request (after a reconnect, the ordered consumer behind a watch may have lived on a server that
-// is gone). Used by the stream manager and by the nodes' upstream resolver; it imports nothing of
-// ours.
+// is gone). ApplyRouting decodes the entries of the routing table's buckets (node records,
+// heartbeats, routes) into a copy. Used by the stream manager and by the nodes' upstream resolver;
+// of ours it imports only internal/contract.
 package kvwatch
 
 import (

@@ -2,11 +2,9 @@ package upstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,53 +223,7 @@ func (r *Resolver) resync(bucket string, seen map[string]bool) {
 
 // apply feeds one KV entry into the table.
 func (r *Resolver) apply(bucket string, e jetstream.KeyValueEntry) {
-	key, put := e.Key(), e.Operation() == jetstream.KeyValuePut
-	decode := func(v any, version *int) bool {
-		if err := json.Unmarshal(e.Value(), v); err != nil || *version != contract.Version {
-			r.stats.BadEntries.Add(1)
-			return false
-		}
-		return true
-	}
-	switch bucket {
-	case contract.BucketNodes:
-		if !put {
-			r.table.RemoveNode(key)
-			return
-		}
-		var rec contract.NodeRecord
-		if decode(&rec, &rec.V) && rec.ID == key {
-			r.table.SetNode(rec)
-		}
-	case contract.BucketHeartbeats:
-		if strings.HasPrefix(key, contract.ProbePrefix) {
-			return
-		}
-		if !put {
-			r.table.RemoveHeartbeat(key)
-			return
-		}
-		var hb contract.Heartbeat
-		if decode(&hb, &hb.V) && hb.Node == key {
-			at := e.Created()
-			if now := time.Now(); at.After(now) {
-				at = now
-			}
-			r.table.SetHeartbeat(hb, at)
-		}
-	case contract.BucketRoutes:
-		stream, node, err := contract.ParseRouteKey(key)
-		if err != nil {
-			r.stats.BadEntries.Add(1)
-			return
-		}
-		if !put {
-			r.table.RemoveRoute(stream, node)
-			return
-		}
-		var rt contract.Route
-		if decode(&rt, &rt.V) && rt.Stream == stream && rt.Node == node {
-			r.table.SetRoute(rt)
-		}
+	if _, err := kvwatch.ApplyRouting(r.table, bucket, e); err != nil {
+		r.stats.BadEntries.Add(1)
 	}
 }
