@@ -6,7 +6,6 @@ package cascade_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -28,17 +27,7 @@ const secret = "e2e-cluster-secret"
 // binary is the streamfleet binary built once for the package.
 var binary string
 
-func TestMain(m *testing.M) {
-	b, cleanup, err := proctest.Build()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = b
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(proctest.Run(m, &binary)) }
 
 // proc is one node process.
 type proc struct {

@@ -24,14 +24,7 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	b, cleanup, err := proctest.Build()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = b
-	code := m.Run()
-	cleanup()
+	code := proctest.Run(m, &binary)
 	if code == 0 {
 		if err := goleak.Find(goleak.IgnoreTopFunction("github.com/pion/interceptor/pkg/report.(*SenderInterceptor).loop"),
 			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"), goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),

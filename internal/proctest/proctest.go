@@ -34,6 +34,19 @@ func Build() (binary string, cleanup func(), err error) {
 	return binary, func() { os.RemoveAll(dir) }, nil
 }
 
+// Run is for TestMain: it builds the binary into *binary, runs the tests and removes the binary,
+// and returns the tests' exit code (1 if the build failed).
+func Run(m *testing.M, binary *string) int {
+	b, cleanup, err := Build()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanup()
+	*binary = b
+	return m.Run()
+}
+
 // FreeTCP and FreeUDP return an address on 127.0.0.1 whose port was free a moment ago.
 func FreeTCP(t testing.TB) string {
 	t.Helper()
