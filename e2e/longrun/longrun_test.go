@@ -154,6 +154,38 @@ func (u *unwrap) next(ts uint32) int64 {
 	return u.total
 }
 
+// readUnits demuxes MPEG-TS from r until it ends and hands on each H264 access unit (by the hash
+// of its slices) and each AAC frame (by its hash) with its PTS in 90 kHz ticks.
+func readUnits(t *testing.T, what string, r io.Reader, onVideo, onAudio func(h uint64, pts int64)) {
+	tr := &mpegts.Reader{R: r}
+	if err := tr.Initialize(); err != nil {
+		t.Errorf("%s: %v", what, err)
+		return
+	}
+	for _, tk := range tr.Tracks() {
+		switch c := tk.Codec.(type) {
+		case *codecs.H264:
+			tr.OnDataH264(tk, func(pts, _ int64, au [][]byte) error {
+				if h, ok := sliceHash(au); ok {
+					onVideo(h, pts)
+				}
+				return nil
+			})
+		case *codecs.MPEG4Audio:
+			rate := int64(c.SampleRate)
+			tr.OnDataMPEG4Audio(tk, func(pts int64, aus [][]byte) error {
+				for i, au := range aus {
+					onAudio(auHash(au), pts+int64(i)*1024*tsClock/rate)
+				}
+				return nil
+			})
+		}
+	}
+	tr.OnDecodeError(func(error) {})
+	for tr.Read() == nil {
+	}
+}
+
 // tsChunker sends what it is given to an SRT connection in whole 1316-byte payloads (seven TS
 // packets), as an SRT encoder does.
 type tsChunker struct {
@@ -220,33 +252,7 @@ func TestSRTLongRun(t *testing.T) {
 	video, audio := &inputPTS{pts: map[uint64]int64{}}, &inputPTS{pts: map[uint64]int64{}}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		r := &mpegts.Reader{R: io.TeeReader(stdout, &tsChunker{conn: pub})}
-		if err := r.Initialize(); err != nil {
-			t.Errorf("input: %v", err)
-			return
-		}
-		for _, tk := range r.Tracks() {
-			switch c := tk.Codec.(type) {
-			case *codecs.H264:
-				r.OnDataH264(tk, func(pts, _ int64, au [][]byte) error {
-					if h, ok := sliceHash(au); ok {
-						video.put(h, pts)
-					}
-					return nil
-				})
-			case *codecs.MPEG4Audio:
-				rate := int64(c.SampleRate)
-				r.OnDataMPEG4Audio(tk, func(pts int64, aus [][]byte) error {
-					for i, au := range aus {
-						audio.put(auHash(au), pts+int64(i)*1024*tsClock/rate)
-					}
-					return nil
-				})
-			}
-		}
-		r.OnDecodeError(func(error) {})
-		for r.Read() == nil {
-		}
+		readUnits(t, "input", io.TeeReader(stdout, &tsChunker{conn: pub}), video.put, audio.put)
 	})
 
 	var st *hub.Stream
@@ -339,33 +345,9 @@ func TestSRTLongRun(t *testing.T) {
 		t.Fatalf("srt read: %v", err)
 	}
 	wg.Go(func() {
-		r := &mpegts.Reader{R: bufio.NewReaderSize(conn, 1316*8)}
-		if err := r.Initialize(); err != nil {
-			t.Errorf("srt read: %v", err)
-			return
-		}
-		for _, tk := range r.Tracks() {
-			switch c := tk.Codec.(type) {
-			case *codecs.H264:
-				r.OnDataH264(tk, func(pts, _ int64, au [][]byte) error {
-					if h, ok := sliceHash(au); ok {
-						tsVideo.add(video, h, pts)
-					}
-					return nil
-				})
-			case *codecs.MPEG4Audio:
-				rate := int64(c.SampleRate)
-				r.OnDataMPEG4Audio(tk, func(pts int64, aus [][]byte) error {
-					for i, au := range aus {
-						tsAudio.add(audio, auHash(au), pts+int64(i)*1024*tsClock/rate)
-					}
-					return nil
-				})
-			}
-		}
-		r.OnDecodeError(func(error) {})
-		for r.Read() == nil {
-		}
+		readUnits(t, "srt read", bufio.NewReaderSize(conn, 1316*8),
+			func(h uint64, pts int64) { tsVideo.add(video, h, pts) },
+			func(h uint64, pts int64) { tsAudio.add(audio, h, pts) })
 	})
 
 	t.Logf("running for %v", dur)
