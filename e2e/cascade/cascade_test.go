@@ -1,7 +1,6 @@
 package cascade_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os/exec"
@@ -16,56 +15,6 @@ import (
 	"github.com/streamfleet/streamfleet/internal/proctest"
 	"github.com/streamfleet/streamfleet/internal/rtctest"
 )
-
-// checkPayloads asserts a viewer got at least n payloads of a kind, each byte for byte what the
-// publisher sent for its index (and layer tag), the indices rising.
-func checkPayloads(t *testing.T, v *rtctest.Viewer, kind, mime string, n int, tag string) {
-	t.Helper()
-	proctest.WaitFor(t, 10*time.Second, kind+" payloads at the viewer", func() bool { return len(v.Payloads(kind)) >= n })
-	var last uint32
-	for i, p := range v.Payloads(kind) {
-		idx, gotTag, ok := rtctest.PayloadIndex(p)
-		if !ok {
-			t.Fatalf("%s payload %d is not the publisher's", kind, i)
-		}
-		if gotTag != tag {
-			t.Fatalf("%s payload %d from layer %q, want %q", kind, i, gotTag, tag)
-		}
-		key := kind == "audio" || p[0] == 0x65 || (mime == webrtc.MimeTypeVP8 && p[1] == 0x00)
-		if want := rtctest.Payload(mime, key, idx, tag); !bytes.Equal(p, want) {
-			t.Fatalf("%s payload %d (index %d) differs from what was published", kind, i, idx)
-		}
-		if idx < last {
-			t.Fatalf("%s payload %d: index %d after %d", kind, i, idx, last)
-		}
-		last = idx
-	}
-}
-
-// checkSequence asserts one SSRC, sequence numbers rising by one apart from at most lost missing
-// packets in all, and timestamps that never go back: what the hub's rewriter keeps across an
-// upstream change.
-func checkSequence(t *testing.T, v *rtctest.Viewer, kind string, lost int) {
-	t.Helper()
-	hs := v.Headers(kind)
-	missing := 0
-	for i := 1; i < len(hs); i++ {
-		if hs[i].SSRC != hs[0].SSRC {
-			t.Fatalf("%s: SSRC changed at packet %d", kind, i)
-		}
-		d := hs[i].SequenceNumber - hs[i-1].SequenceNumber
-		if d == 0 || d > 0x8000 {
-			t.Fatalf("%s: sequence number %d after %d", kind, hs[i].SequenceNumber, hs[i-1].SequenceNumber)
-		}
-		missing += int(d) - 1
-		if int32(hs[i].Timestamp-hs[i-1].Timestamp) < 0 {
-			t.Fatalf("%s: timestamp %d after %d", kind, hs[i].Timestamp, hs[i-1].Timestamp)
-		}
-	}
-	if missing > lost {
-		t.Fatalf("%s: %d sequence numbers skipped, at most %d allowed", kind, missing, lost)
-	}
-}
 
 // TestWHIPThroughRelayToWHEP: pion publishes H264 + Opus over WHIP on the origin process, pion
 // viewers play over WHEP on the edge process through the relay process, and every payload arrives
@@ -93,9 +42,9 @@ func TestWHIPThroughRelayToWHEP(t *testing.T) {
 		vs = append(vs, v)
 	}
 	for _, v := range vs {
-		checkPayloads(t, v, "video", webrtc.MimeTypeH264, 30, "")
-		checkPayloads(t, v, "audio", webrtc.MimeTypeOpus, 30, "")
-		checkSequence(t, v, "video", 0)
+		rtctest.CheckPayloads(t, v, "video", webrtc.MimeTypeH264, 30, "")
+		rtctest.CheckPayloads(t, v, "audio", webrtc.MimeTypeOpus, 30, "")
+		rtctest.CheckSequence(t, v, "video", 0)
 	}
 	if !edge.pulling("live/e2e", relay.RTSP) || !relay.pulling("live/e2e", origin.RTSP) {
 		t.Fatal("streamfleet_upstream_pulls: want one session on the edge (from the relay) and one on the relay (from the origin)")
@@ -254,8 +203,8 @@ func TestSimulcastAndRelayKill(t *testing.T) {
 	if v.PC.ConnectionState() != webrtc.PeerConnectionStateConnected {
 		t.Fatalf("pion viewer %s", v.PC.ConnectionState())
 	}
-	checkSequence(t, v, "video", 0)
-	checkSequence(t, v, "audio", 0)
+	rtctest.CheckSequence(t, v, "video", 0)
+	rtctest.CheckSequence(t, v, "audio", 0)
 	if f, _ := edge.metric("streamfleet_upstream_failovers_total"); f != 1 {
 		t.Fatalf("edge counted %v failovers, want 1", f)
 	}

@@ -1,7 +1,6 @@
 package cascade_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -60,34 +59,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// checkPayloads asserts a viewer got at least n payloads of a kind, each byte for byte what the
-// publisher sent for its index, the indices rising.
-func checkPayloads(t *testing.T, v *rtctest.Viewer, kind, mime string, n int, tag string) {
-	t.Helper()
-	waitFor(t, 10*time.Second, kind+" payloads at the viewer", func() bool { return len(v.Payloads(kind)) >= n })
-	var last uint32
-	for i, p := range v.Payloads(kind) {
-		idx, gotTag, ok := rtctest.PayloadIndex(p)
-		if !ok {
-			t.Fatalf("%s payload %d is not the publisher's: % x", kind, i, p[:min(len(p), 16)])
-		}
-		if gotTag != tag {
-			t.Fatalf("%s payload %d from layer %q, want %q", kind, i, gotTag, tag)
-		}
-		key := len(p) > 0 && (p[0] == 0x65 || (mime == webrtc.MimeTypeVP8 && p[1] == 0x00))
-		if kind == "audio" {
-			key = true
-		}
-		if want := rtctest.Payload(mime, key, idx, tag); !bytes.Equal(p, want) {
-			t.Fatalf("%s payload %d (index %d) differs from what was published", kind, i, idx)
-		}
-		if idx < last {
-			t.Fatalf("%s payload %d: index %d after %d", kind, i, idx, last)
-		}
-		last = idx
-	}
-}
-
 // TestOnePullManyViewers plays a WHIP stream on an edge three hops from the origin (origin → relay
 // → relay → edge): concurrent first viewers share one pull per node, and every payload arrives
 // unchanged.
@@ -136,8 +107,8 @@ func TestOnePullManyViewers(t *testing.T) {
 		}
 	}()
 	for _, v := range vs {
-		checkPayloads(t, v, "video", webrtc.MimeTypeH264, 20, "")
-		checkPayloads(t, v, "audio", webrtc.MimeTypeOpus, 20, "")
+		rtctest.CheckPayloads(t, v, "video", webrtc.MimeTypeH264, 20, "")
+		rtctest.CheckPayloads(t, v, "audio", webrtc.MimeTypeOpus, 20, "")
 	}
 	for _, n := range nodes[1:] {
 		pulls := n.Puller().Pulls()
@@ -184,7 +155,7 @@ func TestSimulcastLayersReachTheEdge(t *testing.T) {
 		t.Fatalf("view: %v", err)
 	}
 	defer v.Close()
-	checkPayloads(t, v, "video", webrtc.MimeTypeVP8, 20, "h")
+	rtctest.CheckPayloads(t, v, "video", webrtc.MimeTypeVP8, 20, "h")
 	for _, n := range nodes[1:] {
 		st, err := n.Hub().Stream("live/sim")
 		if err != nil {
@@ -238,7 +209,7 @@ func TestFailoverKeepsViewers(t *testing.T) {
 		t.Fatalf("view: %v", err)
 	}
 	defer v.Close()
-	checkPayloads(t, v, "video", webrtc.MimeTypeH264, 10, "")
+	rtctest.CheckPayloads(t, v, "video", webrtc.MimeTypeH264, 10, "")
 	if pulls := edge.Puller().Pulls(); len(pulls) != 1 || pulls[0].Upstream != relay.RTSPAddr().String() {
 		t.Fatalf("edge pulls %+v, want one from the relay", pulls)
 	}
@@ -258,33 +229,9 @@ func TestFailoverKeepsViewers(t *testing.T) {
 	if got := edge.Puller().Stats().Failovers.Load(); got != 1 {
 		t.Fatalf("%d failovers, want 1", got)
 	}
-	checkPayloads(t, v, "video", webrtc.MimeTypeH264, before+10, "")
-	checkSequence(t, v, "video", 2)
-	checkSequence(t, v, "audio", 2)
-}
-
-// checkSequence asserts the viewer saw one SSRC with sequence numbers rising by one, apart from
-// at most lost missing packets in all, and timestamps that never go back.
-func checkSequence(t *testing.T, v *rtctest.Viewer, kind string, lost int) {
-	t.Helper()
-	hs := v.Headers(kind)
-	missing := 0
-	for i := 1; i < len(hs); i++ {
-		if hs[i].SSRC != hs[0].SSRC {
-			t.Fatalf("%s: SSRC changed at packet %d", kind, i)
-		}
-		d := hs[i].SequenceNumber - hs[i-1].SequenceNumber
-		if d == 0 || d > 0x8000 {
-			t.Fatalf("%s: sequence number %d after %d", kind, hs[i].SequenceNumber, hs[i-1].SequenceNumber)
-		}
-		missing += int(d) - 1
-		if int32(hs[i].Timestamp-hs[i-1].Timestamp) < 0 {
-			t.Fatalf("%s: timestamp %d after %d", kind, hs[i].Timestamp, hs[i-1].Timestamp)
-		}
-	}
-	if missing > lost {
-		t.Fatalf("%s: %d sequence numbers skipped, at most %d allowed", kind, missing, lost)
-	}
+	rtctest.CheckPayloads(t, v, "video", webrtc.MimeTypeH264, before+10, "")
+	rtctest.CheckSequence(t, v, "video", 2)
+	rtctest.CheckSequence(t, v, "audio", 2)
 }
 
 // TestLingerThenRestart: when the last viewer leaves, the pull stops after the linger time (the
@@ -308,7 +255,7 @@ func TestLingerThenRestart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("view %d: %v", round, err)
 		}
-		checkPayloads(t, v, "video", webrtc.MimeTypeH264, 5, "")
+		rtctest.CheckPayloads(t, v, "video", webrtc.MimeTypeH264, 5, "")
 		v.Close()
 		left := time.Now()
 		waitFor(t, 500*time.Millisecond, "the viewer to be gone", func() bool {

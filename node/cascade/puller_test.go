@@ -402,7 +402,7 @@ func TestRelayFailoverIsInvisibleDownstream(t *testing.T) {
 	if f, s := edge.Puller().Stats().Failovers.Load(), edge.Puller().Stats().SessionsOpened.Load(); f != 0 || s != 1 {
 		t.Fatalf("edge failovers %d, sessions %d: want 0 and 1", f, s)
 	}
-	checkSequence(t, v, "video", 0)
+	rtctest.CheckSequence(t, v, "video", 0)
 }
 
 // TestLateLayerIsPulledToo: a simulcast layer that starts after the edge pulled the stream reaches
@@ -472,7 +472,7 @@ func TestLateLayerIsPulledToo(t *testing.T) {
 		_, tag, ok := rtctest.PayloadIndex(ps[len(ps)-1])
 		return ok && tag == "h"
 	})
-	checkSequence(t, v, "video", 0)
+	rtctest.CheckSequence(t, v, "video", 0)
 }
 
 // TestEndUpstreamEndsDownstream: when the publisher stops on purpose at the origin, the stream ends
