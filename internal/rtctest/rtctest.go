@@ -36,6 +36,12 @@ func NewAPI() (*webrtc.API, error) {
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		return nil, err
 	}
+	return loopbackAPI(m)
+}
+
+// loopbackAPI builds an API on m with pion's default interceptors that gathers loopback
+// candidates only.
+func loopbackAPI(m *webrtc.MediaEngine) (*webrtc.API, error) {
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, err
