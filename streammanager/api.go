@@ -310,23 +310,19 @@ func (m *Manager) lookup(r *http.Request, q lookupQuery, publish bool) (LookupRe
 // .../{stream}/subscribe (stream names hold slashes, so the suffix is matched here).
 func (m *Manager) handleStreamPath(w http.ResponseWriter, r *http.Request) {
 	rest := r.PathValue("rest")
-	if stream, ok := strings.CutSuffix(rest, "/publish"); ok {
-		q, aerr := parseLookup(stream, r.URL.RawQuery, publishProtocols, false)
-		if aerr == nil {
-			var resp LookupResponse
-			if resp, aerr = m.lookup(r, q, true); aerr == nil {
-				writeJSON(w, http.StatusOK, resp)
-				return
-			}
+	for _, kind := range []struct {
+		suffix    string
+		protocols map[string]bool
+		publish   bool
+	}{{"/publish", publishProtocols, true}, {"/subscribe", subscribeProtocols, false}} {
+		stream, ok := strings.CutSuffix(rest, kind.suffix)
+		if !ok {
+			continue
 		}
-		writeError(w, aerr)
-		return
-	}
-	if stream, ok := strings.CutSuffix(rest, "/subscribe"); ok {
-		q, aerr := parseLookup(stream, r.URL.RawQuery, subscribeProtocols, false)
+		q, aerr := parseLookup(stream, r.URL.RawQuery, kind.protocols, false)
 		if aerr == nil {
 			var resp LookupResponse
-			if resp, aerr = m.lookup(r, q, false); aerr == nil {
+			if resp, aerr = m.lookup(r, q, kind.publish); aerr == nil {
 				writeJSON(w, http.StatusOK, resp)
 				return
 			}
