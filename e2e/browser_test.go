@@ -97,6 +97,10 @@ func TestBrowserPublishAndWatch(t *testing.T) {
 				// Viewers get the highest layer (1280x720; the others are 640x360 and 320x180).
 				waitFor(t, watch, `sf.stats.frameWidth >= 1280`, 20*time.Second)
 			}
+			// Chromium decodes what the node encrypted itself (srtpkeys.go), not pion.
+			if ws := n.WebRTC().Stats(); ws.OwnSRTPViewers.Load() != 1 || ws.OwnSRTPFallbacks.Load() != 0 {
+				t.Errorf("own SRTP for %d viewers, %d left to pion; want 1 and 0", ws.OwnSRTPViewers.Load(), ws.OwnSRTPFallbacks.Load())
+			}
 			st := readSF(t, watch)
 			if got := st.Stats["videoCodec"]; got != "video/"+codec {
 				t.Errorf("viewer receives %v, want video/%s", got, codec)

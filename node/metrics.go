@@ -42,6 +42,11 @@ func newRegistry(id string, role Role, h *hub.Hub, w *webrtcserver.Server) *prom
 	counter("webrtc_sessions_rejected_total", "WHIP and WHEP requests refused with an error.", ws.SessionsRejected.Load)
 	counter("webrtc_sessions_timed_out_total", "Sessions closed because the peer never connected.", ws.SessionsTimedOut.Load)
 	counter("webrtc_keyframe_requests_in_total", "PLI and FIR received from viewers.", ws.KeyframeRequestsIn.Load)
+	counter("webrtc_send_batches_total", "sendmmsg calls carrying RTP to viewers.", ws.SendBatches.Load)
+	counter("webrtc_batched_packets_total", "RTP datagrams to viewers sent in sendmmsg batches.", ws.BatchedPackets.Load)
+	counter("webrtc_send_errors_total", "RTP datagrams to viewers the kernel refused.", ws.SendErrors.Load)
+	counter("webrtc_own_srtp_viewers_total", "Viewers whose RTP the node encrypted itself (its first packet matched pion's).", ws.OwnSRTPViewers.Load)
+	counter("webrtc_own_srtp_fallbacks_total", "Viewers whose RTP was left to pion because the node's encryption did not match.", ws.OwnSRTPFallbacks.Load)
 	return reg
 }
 

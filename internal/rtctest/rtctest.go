@@ -57,6 +57,12 @@ func loopbackAPI(m *webrtc.MediaEngine) (*webrtc.API, error) {
 // Exchange POSTs pc's offer to url (WHIP or WHEP) and applies the answer. It returns the session
 // URL from the Location header.
 func Exchange(ctx context.Context, pc *webrtc.PeerConnection, url, token string) (string, error) {
+	return ExchangeEdited(ctx, pc, url, token, nil)
+}
+
+// ExchangeEdited is Exchange with the offer's SDP passed through edit (if not nil) on its way to
+// the server, as a client that offers differently would send it.
+func ExchangeEdited(ctx context.Context, pc *webrtc.PeerConnection, url, token string, edit func(sdp string) string) (string, error) {
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return "", err
@@ -70,7 +76,11 @@ func Exchange(ctx context.Context, pc *webrtc.PeerConnection, url, token string)
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(pc.LocalDescription().SDP))
+	sdp := pc.LocalDescription().SDP
+	if edit != nil {
+		sdp = edit(sdp)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(sdp))
 	if err != nil {
 		return "", err
 	}

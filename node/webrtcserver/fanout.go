@@ -57,16 +57,35 @@ func (f *fanout) join(vs *whepSession) bool {
 		vt.group = g
 		vt.reader = vt.track.NewNotifiedReader(f.s.cfg.ReaderQueue, g.notify)
 	}
-	f.mu.Lock()
-	next := append(append(make([]*whepSession, 0, len(*g.viewers.Load())+1), *g.viewers.Load()...), vs)
-	g.viewers.Store(&next)
-	f.mu.Unlock()
 	vs.group = g
 	if c := vs.muxConn(); c != nil && g.batch != nil {
 		vs.conn = c
 		c.batch.Store(g.batch)
+		vs.ownSRTP(g)
 	}
+	// Published to the group's goroutine last, with everything above.
+	f.mu.Lock()
+	next := append(append(make([]*whepSession, 0, len(*g.viewers.Load())+1), *g.viewers.Load()...), vs)
+	g.viewers.Store(&next)
+	f.mu.Unlock()
 	return true
+}
+
+// ownSRTP gives the viewer's tracks the node's own SRTP context, if its DTLS secrets were
+// captured (srtpkeys.go); the first packet decides whether it is used.
+func (vs *whepSession) ownSRTP(g *group) {
+	if vs.keys == nil {
+		return
+	}
+	ctx, err := vs.keys.localContext()
+	if err != nil {
+		vs.log.Debug("viewer's SRTP left to pion", "reason", err)
+		return
+	}
+	out := newSRTPOut(ctx, vs.conn, g.batch, &g.s.stats, vs.log)
+	for _, vt := range vs.tracks {
+		vt.out = out
+	}
 }
 
 // reserve finds or starts a group of the stream with room for one more viewer.

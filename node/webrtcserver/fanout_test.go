@@ -2,12 +2,15 @@ package webrtcserver
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/dtls/v3"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -39,6 +42,11 @@ type srViewer struct {
 }
 
 func newSRViewer(ctx context.Context, t *testing.T, api *webrtc.API, url string) *srViewer {
+	return newEditedSRViewer(ctx, t, api, url, nil)
+}
+
+// newEditedSRViewer is newSRViewer with the offer's SDP edited on its way (rtctest.ExchangeEdited).
+func newEditedSRViewer(ctx context.Context, t *testing.T, api *webrtc.API, url string, edit func(string) string) *srViewer {
 	t.Helper()
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -83,7 +91,7 @@ func newSRViewer(ctx context.Context, t *testing.T, api *webrtc.API, url string)
 			v.mu.Unlock()
 		}
 	})
-	if v.loc, err = rtctest.Exchange(ctx, pc, url, ""); err != nil {
+	if v.loc, err = rtctest.ExchangeEdited(ctx, pc, url, "", edit); err != nil {
 		t.Fatalf("whep: %v", err)
 	}
 	return v
@@ -99,82 +107,18 @@ func (v *srViewer) close() {
 // group (about one a second per track, with the NTP time of a packet and that packet's RTP
 // timestamp, and the counts of what it was sent), and a NACK is answered by the group.
 func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
-	h := hub.New(hub.Config{Grace: time.Second}, nil)
-	defer h.Close()
-	cfg := DefaultConfig()
-	cfg.ICEUDPAddr = "127.0.0.1:0"
-	s, err := New(cfg, h, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	s.Register(mux)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	api, err := rtctest.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := rtctest.Publish(ctx, api, srv.URL+"/whip/live/sr", "", rtctest.H264, rtctest.Opus)
-	if err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	defer pub.Close()
-	if err := rtctest.WaitConnected(ctx, pub.PC); err != nil {
-		t.Fatal(err)
-	}
+	ctx, s, base, api, pub := startSR(t)
 	const viewers = 3
 	vs := make([]*srViewer, viewers)
 	for i := range vs {
-		vs[i] = newSRViewer(ctx, t, api, srv.URL+"/whep/live/sr")
+		vs[i] = newSRViewer(ctx, t, api, base+"/whep/live/sr")
 		defer vs[i].close()
-		if err := rtctest.WaitConnected(ctx, vs[i].pc); err != nil {
-			t.Fatal(err)
-		}
 	}
-	// Until every viewer is in the group (its session starts forwarding once connected).
-	deadline := time.Now().Add(10 * time.Second)
-	for s.stats.WHEPSessions.Load() < viewers || groupMembers(s) < viewers {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d viewers in fan-out groups, want %d", groupMembers(s), viewers)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	// 2.5 s of media: 30 video and 50 audio packets a second.
-	start := time.Now()
-	for i := 0; time.Since(start) < 2500*time.Millisecond; i++ {
-		if i%3 == 0 {
-			f := uint32(i / 3)
-			p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(f), Timestamp: f * 3000, Marker: true},
-				Payload: rtctest.Payload(rtctest.H264.MimeType, f%30 == 0, f, "")}
-			if err := pub.Tracks[0].WriteRTP(p); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if i%2 == 0 {
-			f := uint32(i / 2)
-			p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(f), Timestamp: f * 960},
-				Payload: rtctest.Payload(rtctest.Opus.MimeType, true, f, "")}
-			if err := pub.Tracks[1].WriteRTP(p); err != nil {
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond)
+	waitGrouped(ctx, t, s, viewers, vs...)
+	sendSR(t, pub, 2500*time.Millisecond)
 
 	now := time.Now()
+
 	for i, v := range vs {
 		v.mu.Lock()
 		for _, kind := range []string{"video", "audio"} {
@@ -212,6 +156,10 @@ func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
 	if n := s.stats.SendErrors.Load(); n != 0 {
 		t.Errorf("%d send errors", n)
 	}
+	// The node encrypted every viewer's RTP itself after the first packet matched pion's.
+	if own, fell := s.stats.OwnSRTPViewers.Load(), s.stats.OwnSRTPFallbacks.Load(); own != viewers || fell != 0 {
+		t.Errorf("own SRTP for %d viewers, %d left to pion; want %d and 0", own, fell, viewers)
+	}
 
 	// A NACK for a video packet already sent is answered from the layer's history, by the group.
 	v := vs[0]
@@ -228,6 +176,140 @@ func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
 			t.Fatal("NACK not answered")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// newFanoutServer serves WHIP and WHEP on loopback until the test ends.
+func newFanoutServer(t *testing.T) (*Server, string) {
+	t.Helper()
+	h := hub.New(hub.Config{Grace: time.Second}, nil)
+	t.Cleanup(h.Close)
+	cfg := DefaultConfig()
+	cfg.ICEUDPAddr = "127.0.0.1:0"
+	s, err := New(cfg, h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	s.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		srv.Close()
+	})
+	return s, srv.URL
+}
+
+// startSR starts a server and publishes H264 + Opus to live/sr on it, for sendSR; the context
+// ends with the test, at most 30 s from now.
+func startSR(t *testing.T) (context.Context, *Server, string, *webrtc.API, *rtctest.Publisher) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	s, base := newFanoutServer(t)
+	api, err := rtctest.NewAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := rtctest.Publish(ctx, api, base+"/whip/live/sr", "", rtctest.H264, rtctest.Opus)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	t.Cleanup(pub.Close)
+	if err := rtctest.WaitConnected(ctx, pub.PC); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, s, base, api, pub
+}
+
+// waitGrouped waits until the viewers are connected and n viewers are in fan-out groups (a
+// session starts forwarding once connected).
+func waitGrouped(ctx context.Context, t *testing.T, s *Server, n int, vs ...*srViewer) {
+	t.Helper()
+	for _, v := range vs {
+		if err := rtctest.WaitConnected(ctx, v.pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.stats.WHEPSessions.Load() < int64(n) || groupMembers(s) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d viewers in fan-out groups, want %d", groupMembers(s), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// sendSR publishes d of media: 30 video and 50 audio packets a second, consecutive sequence
+// numbers from 0.
+func sendSR(t *testing.T, pub *rtctest.Publisher, d time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for i := 0; time.Since(start) < d; i++ {
+		if i%3 == 0 {
+			f := uint32(i / 3)
+			p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(f), Timestamp: f * 3000, Marker: true},
+				Payload: rtctest.Payload(rtctest.H264.MimeType, f%30 == 0, f, "")}
+			if err := pub.Tracks[0].WriteRTP(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%2 == 0 {
+			f := uint32(i / 2)
+			p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(f), Timestamp: f * 960},
+				Payload: rtctest.Payload(rtctest.Opus.MimeType, true, f, "")}
+			if err := pub.Tracks[1].WriteRTP(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+}
+
+// TestOwnSRTPProfilesAndFallback: a viewer that offers only AES-CM-HMAC-SHA1-80 gets the node's
+// own SRTP too; a viewer that makes the node the DTLS client (a=setup:passive in its offer) has
+// no secrets to capture and is served by pion's path; both receive every packet.
+func TestOwnSRTPProfilesAndFallback(t *testing.T) {
+	ctx, s, base, api, pub := startSR(t)
+
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	cmAPI := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
+
+	cm := newSRViewer(ctx, t, cmAPI, base+"/whep/live/sr")
+	defer cm.close()
+	passive := newEditedSRViewer(ctx, t, api, base+"/whep/live/sr", func(sdp string) string {
+		return strings.ReplaceAll(sdp, "a=setup:actpass", "a=setup:passive")
+	})
+	defer passive.close()
+	waitGrouped(ctx, t, s, 2, cm, passive)
+	sendSR(t, pub, 1500*time.Millisecond)
+
+	if own, fell := s.stats.OwnSRTPViewers.Load(), s.stats.OwnSRTPFallbacks.Load(); own != 1 || fell != 0 {
+		t.Errorf("own SRTP for %d viewers, %d fell back; want 1 (the AES-CM viewer) and 0", own, fell)
+	}
+	for name, v := range map[string]*srViewer{"aes-cm": cm, "passive": passive} {
+		v.mu.Lock()
+		for _, kind := range []string{"video", "audio"} {
+			ssrc := v.ssrc[kind]
+			want := map[string]int{"video": 45, "audio": 75}[kind]
+			if got := v.packets[ssrc]; got < want*9/10 || int(v.lastSeq[ssrc])+1-got > 1 {
+				t.Errorf("%s viewer: %d %s packets, last sequence number %d; want about %d, none missing", name, got, kind, v.lastSeq[ssrc], want)
+			}
+		}
+		v.mu.Unlock()
 	}
 }
 

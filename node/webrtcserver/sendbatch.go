@@ -1,6 +1,7 @@
 package webrtcserver
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -89,6 +90,31 @@ type muxConn struct {
 	// sent is the address the last direct RTP write went to (the mux learns a viewer's address
 	// from a direct write); written and read only on the group's goroutine.
 	sent netip.AddrPort
+	// to is where pion last sent media, DTLS or RTCP: the selected candidate pair's remote.
+	to atomic.Pointer[netip.AddrPort]
+
+	// The first packet's comparison of srtpOut.verify, on the group's goroutine: expect is the
+	// ciphertext the node made; compared and matched tell what pion wrote.
+	expect            []byte
+	compared, matched bool
+}
+
+// dest is the viewer's address as pion last wrote to it (zero before any write).
+func (c *muxConn) dest() netip.AddrPort {
+	if p := c.to.Load(); p != nil {
+		return *p
+	}
+	return netip.AddrPort{}
+}
+
+// saw records where pion writes anything but STUN (a check may go to a pair not selected).
+func (c *muxConn) saw(b []byte, addr netip.AddrPort) {
+	if len(b) == 0 || b[0] < 20 {
+		return // STUN (RFC 7983: 0–3) or nothing
+	}
+	if p := c.to.Load(); p == nil || *p != addr {
+		c.to.Store(&addr)
+	}
 }
 
 // ReadFromAddrPort and WriteToAddrPort keep pion's allocation-free path (ice.AddrPortReaderWriter).
@@ -98,6 +124,11 @@ func (c *muxConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 
 // WriteToAddrPort queues an RTP packet to the group's batch; anything else is written at once.
 func (c *muxConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	c.saw(b, addr)
+	if isRTP(b) && c.expect != nil { // RTP comes only from the group goroutine
+		c.compared, c.matched = true, bytes.Equal(b, c.expect)
+		c.expect = nil
+	}
 	if !isRTP(b) {
 		return c.ap.WriteToAddrPort(b, addr)
 	}
@@ -198,9 +229,17 @@ func (b *sendBatch) fits(p []byte, addr netip.AddrPort) bool {
 
 // add copies a datagram into the batch (pion reuses p) and sends the batch when it is full.
 func (b *sendBatch) add(p []byte, addr netip.AddrPort) {
+	b.commit(copy(b.slot(), p), addr)
+}
+
+// slot is the buffer of the next datagram, sendBufSize long, for commit.
+func (b *sendBatch) slot() []byte { return b.bufs[b.n] }
+
+// commit queues the datagram of n bytes written into slot, to addr, and sends the batch when it is
+// full.
+func (b *sendBatch) commit(n int, addr netip.AddrPort) {
 	i := b.n
-	copy(b.bufs[i], p)
-	b.iovs[i].SetLen(len(p))
+	b.iovs[i].SetLen(n)
 	h := &b.hdrs[i].Hdr
 	port := addr.Port()
 	if b.inet6 {

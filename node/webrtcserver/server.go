@@ -19,6 +19,7 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/streamfleet/streamfleet/node/auth"
@@ -36,8 +37,11 @@ type Server struct {
 	udpMux   ice.UDPMux
 	batchMux *batchUDPMux // udpMux with batched RTP sends for viewers
 	ingest   *webrtc.API  // for publishers: NACK generation, receiver reports, TWCC feedback
-	egress   *webrtc.API  // for viewers: no interceptors; NACKs answered from the hub, sender reports by the fan-out
-	fanout   *fanout
+	// For viewers, an API each (viewerAPI): no interceptors (NACKs are answered from the hub,
+	// sender reports sent by the fan-out), and the DTLS secrets captured for the node's own SRTP.
+	egressSettings webrtc.SettingEngine
+	egressMedia    *webrtc.MediaEngine
+	fanout         *fanout
 
 	mu       sync.Mutex
 	sessions map[string]session
@@ -59,9 +63,13 @@ type Stats struct {
 	SenderReports          atomic.Uint64
 	// SendBatches and BatchedPackets count sendmmsg calls and the datagrams they carried;
 	// SendErrors the datagrams the kernel refused.
-	SendBatches        atomic.Uint64
-	BatchedPackets     atomic.Uint64
-	SendErrors         atomic.Uint64
+	SendBatches    atomic.Uint64
+	BatchedPackets atomic.Uint64
+	SendErrors     atomic.Uint64
+	// OwnSRTPViewers counts viewers whose RTP the node encrypted itself after the first packet
+	// matched pion's; OwnSRTPFallbacks those left to pion because it did not.
+	OwnSRTPViewers     atomic.Uint64
+	OwnSRTPFallbacks   atomic.Uint64
 	SessionsRejected   atomic.Uint64
 	SessionsTimedOut   atomic.Uint64
 	KeyframeRequestsIn atomic.Uint64
@@ -98,17 +106,58 @@ func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Server, error) {
 	s.udpMux = s.batchMux
 	s.fanout = newFanout(s)
 
-	if s.ingest, err = s.newAPI(true); err == nil {
-		s.egress, err = s.newAPI(false)
-	}
-	if err != nil {
+	if err := s.prepareAPIs(); err != nil {
 		_ = s.udpMux.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Server) newAPI(ingest bool) (*webrtc.API, error) {
+func (s *Server) prepareAPIs() error {
+	se, m, err := s.apiSettings(true)
+	if err != nil {
+		return err
+	}
+	if s.ingest, err = s.newIngestAPI(se, m); err != nil {
+		return err
+	}
+	if s.egressSettings, s.egressMedia, err = s.apiSettings(false); err != nil {
+		return err
+	}
+	return s.egressSettings.SetAnsweringDTLSRole(webrtc.DTLSRoleServer) // see srtpkeys.go
+}
+
+// viewerAPI is a viewer's own API, whose DTLS handshake hands its secrets to the returned capture.
+// An offer with a=setup:passive asks the node to be the DTLS client (pion would not follow it on
+// its own): then nothing is captured and keys is nil.
+func (s *Server) viewerAPI(o *offer) (api *webrtc.API, keys *keyCapture) {
+	se := s.egressSettings
+	if offeredSetup(o.parsed) == "passive" {
+		_ = se.SetAnsweringDTLSRole(webrtc.DTLSRoleClient) // fails only for roles other than client and server
+	} else {
+		keys = &keyCapture{}
+		se.SetDTLSKeyLogWriter(keys)
+		se.SetDTLSServerHelloMessageHook(keys.serverHello)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(s.egressMedia), webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
+		webrtc.WithSettingEngine(se)), keys
+}
+
+// offeredSetup is the offer's DTLS setup attribute (RFC 8842): actpass, active or passive.
+func offeredSetup(d *sdp.SessionDescription) string {
+	if v, ok := d.Attribute("setup"); ok {
+		return v
+	}
+	for _, m := range d.MediaDescriptions {
+		if v, ok := m.Attribute("setup"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// apiSettings are the settings and codecs of publishers' (ingest) or viewers' peer connections.
+func (s *Server) apiSettings(ingest bool) (webrtc.SettingEngine, *webrtc.MediaEngine, error) {
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(s.udpMux)
 	se.SetLite(true)
@@ -127,26 +176,30 @@ func (s *Server) newAPI(ingest bool) (*webrtc.API, error) {
 
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, ingest); err != nil {
-		return nil, err
+		return se, nil, err
 	}
+	return se, m, nil
+}
+
+// newIngestAPI is the publishers' API: NACK generation, receiver reports, TWCC feedback, and the
+// simulcast header extensions.
+func (s *Server) newIngestAPI(se webrtc.SettingEngine, m *webrtc.MediaEngine) (*webrtc.API, error) {
 	ir := &interceptor.Registry{}
-	if ingest {
-		gen, err := nack.NewGeneratorInterceptor()
-		if err != nil {
-			return nil, fmt.Errorf("nack generator: %w", err)
-		}
-		ir.Add(gen)
-		rr, err := report.NewReceiverInterceptor()
-		if err != nil {
-			return nil, fmt.Errorf("receiver reports: %w", err)
-		}
-		ir.Add(rr)
-		if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
-			return nil, fmt.Errorf("simulcast header extensions: %w", err)
-		}
-		if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
-			return nil, fmt.Errorf("twcc: %w", err)
-		}
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("nack generator: %w", err)
+	}
+	ir.Add(gen)
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("receiver reports: %w", err)
+	}
+	ir.Add(rr)
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+		return nil, fmt.Errorf("simulcast header extensions: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
+		return nil, fmt.Errorf("twcc: %w", err)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }

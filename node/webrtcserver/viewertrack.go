@@ -31,6 +31,7 @@ type viewerTrack struct {
 
 	// Owned by the group's goroutine once the viewer is in a group.
 	group       *group
+	out         *srtpOut // the node's own SRTP, shared by the viewer's tracks; nil: pion's
 	rewriter    *hub.Rewriter
 	hdr         rtp.Header // scratch header for forwarding
 	rtxHdr      rtp.Header // scratch header for retransmissions
@@ -84,7 +85,7 @@ func (vt *viewerTrack) drain(packets, bytes *uint64) {
 		if !vt.rewriter.Rewrite(e, vt.ssrc, vt.pt, &vt.hdr) {
 			continue
 		}
-		n, err := vt.writer.WriteRTP(&vt.hdr, e.Packet.Payload)
+		n, err := vt.write(&vt.hdr, e.Packet.Payload)
 		if err != nil {
 			if errors.Is(err, io.ErrClosedPipe) || errors.Is(err, io.EOF) {
 				vt.gone = true // the viewer is closing; its session takes it out of the group
@@ -101,6 +102,14 @@ func (vt *viewerTrack) drain(packets, bytes *uint64) {
 			vt.sendReport(now)
 		}
 	}
+}
+
+// write sends one RTP packet to the viewer, on the group's goroutine.
+func (vt *viewerTrack) write(h *rtp.Header, payload []byte) (int, error) {
+	if vt.out != nil {
+		return vt.out.write(vt.writer, h, payload)
+	}
+	return vt.writer.WriteRTP(h, payload)
 }
 
 // sendReport sends an RTCP sender report: the packet just sent's RTP timestamp at its arrival
@@ -166,7 +175,7 @@ func (vt *viewerTrack) retransmit(outSeq uint16) {
 	if !vt.rewriter.RewriteRetransmission(p, outSeq, vt.ssrc, vt.pt, &vt.rtxHdr) {
 		return
 	}
-	if _, err := vt.writer.WriteRTP(&vt.rtxHdr, p.Payload); err == nil {
+	if _, err := vt.write(&vt.rtxHdr, p.Payload); err == nil {
 		vt.s.stats.Retransmissions.Add(1)
 	}
 }

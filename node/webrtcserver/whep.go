@@ -24,6 +24,7 @@ type whepSession struct {
 	tracks []*viewerTrack // the bound ones
 	done   chan struct{}
 	grant  *auth.Grant // ended with the session
+	keys   *keyCapture // the DTLS secrets, for the node's own SRTP
 
 	mu     sync.Mutex // guards closed, group and the tracks' readers
 	closed bool
@@ -44,11 +45,12 @@ func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter, grant *auth.G
 		s.log.Warn("whep: stream could not be pulled from upstream", "stream", o.name, "error", err)
 		return nil, "", errorf(http.StatusServiceUnavailable, "upstream_unavailable", fmt.Sprintf("stream %s could not be pulled from upstream", o.name))
 	}
-	pc, err := s.egress.NewPeerConnection(webrtc.Configuration{})
+	api, keys := s.viewerAPI(o)
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
 	}
-	vs := &whepSession{peer: newPeer(s, pc, "whep", o.name.String()), stream: stream, done: make(chan struct{}), grant: grant}
+	vs := &whepSession{peer: newPeer(s, pc, "whep", o.name.String()), stream: stream, done: make(chan struct{}), grant: grant, keys: keys}
 	var all []*viewerTrack
 	for _, t := range stream.Tracks() {
 		if !sendable(t.Codec()) {
