@@ -46,8 +46,27 @@ func newRegistry(id string, role Role, h *hub.Hub, w *webrtcserver.Server) *prom
 	counter("webrtc_batched_packets_total", "RTP datagrams to viewers sent in sendmmsg batches.", ws.BatchedPackets.Load)
 	counter("webrtc_send_errors_total", "RTP datagrams to viewers the kernel refused.", ws.SendErrors.Load)
 	counter("webrtc_own_srtp_viewers_total", "Viewers whose RTP the node encrypted itself (its first packet matched pion's).", ws.OwnSRTPViewers.Load)
+	reg.MustRegister(&delayCollector{h: &ws.FanoutDelay, desc: prometheus.NewDesc("streamfleet_webrtc_fanout_delay_seconds",
+		"Time from a packet's arrival in the hub to the return of the sendmmsg carrying it to a viewer, per datagram.", nil, labels)})
 	counter("webrtc_own_srtp_fallbacks_total", "Viewers whose RTP was left to pion because the node's encryption did not match.", ws.OwnSRTPFallbacks.Load)
 	return reg
+}
+
+// delayCollector reports a webrtcserver.DelayHistogram as a Prometheus histogram.
+type delayCollector struct {
+	h    *webrtcserver.DelayHistogram
+	desc *prometheus.Desc
+}
+
+func (c *delayCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *delayCollector) Collect(ch chan<- prometheus.Metric) {
+	bounds, cumulative, count, sum := c.h.Snapshot()
+	buckets := make(map[float64]uint64, len(bounds))
+	for i, b := range bounds {
+		buckets[b] = cumulative[i]
+	}
+	ch <- prometheus.MustNewConstHistogram(c.desc, count, sum, buckets)
 }
 
 // registerTranscodeMetrics adds the transcoders' figures to reg.

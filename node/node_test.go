@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -220,6 +224,30 @@ func testFanOut(t *testing.T, video webrtc.RTPCodecCapability, viewers int) {
 			checkContinuous(t, v.Headers(kind))
 		}
 	}
+	// Every viewer was sent what the node encrypted itself; the fan-out's delay is on /metrics.
+	if own := n.WebRTC().Stats().OwnSRTPViewers.Load(); own != uint64(viewers) {
+		t.Errorf("own SRTP for %d viewers, want %d", own, viewers)
+	}
+	metrics := scrape(t, n.HTTPURL()+"/metrics")
+	if !regexp.MustCompile(`(?m)^streamfleet_webrtc_fanout_delay_seconds_count\{node="[^"]*",role="origin"\} [1-9]`).MatchString(metrics) ||
+		!strings.Contains(metrics, `streamfleet_webrtc_fanout_delay_seconds_bucket{node=`) {
+		t.Errorf("/metrics has no fan-out delay histogram:\n%s", grepLines(metrics, "fanout_delay"))
+	}
+}
+
+// scrape GETs a metrics page.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(body)
 }
 
 // measured drops the warm-up payloads (index 0).

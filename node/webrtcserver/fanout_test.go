@@ -156,6 +156,10 @@ func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
 	if n := s.stats.SendErrors.Load(); n != 0 {
 		t.Errorf("%d send errors", n)
 	}
+	// Every batched datagram's hub → kernel delay was measured.
+	if _, _, count, sum := s.stats.FanoutDelay.Snapshot(); count != batched || count == 0 || sum/float64(count) > 0.5 {
+		t.Errorf("fan-out delay: %d datagrams measured, mean %.6f s; want %d datagrams and well under 0.5 s", count, sum/float64(count), batched)
+	}
 	// The node encrypted every viewer's RTP itself after the first packet matched pion's.
 	if own, fell := s.stats.OwnSRTPViewers.Load(), s.stats.OwnSRTPFallbacks.Load(); own != viewers || fell != 0 {
 		t.Errorf("own SRTP for %d viewers, %d left to pion; want %d and 0", own, fell, viewers)
@@ -329,6 +333,32 @@ func ntpToTime(ntp uint64) time.Time {
 	secs := int64(ntp>>32) - 2208988800
 	frac := int64((ntp & 0xffffffff) * 1e9 >> 32)
 	return time.Unix(secs, frac)
+}
+
+// TestDelayHistogram: bucket bounds double from 50 µs, a value on a bound counts in that bucket,
+// and anything over 102.4 ms only in the total.
+func TestDelayHistogram(t *testing.T) {
+	var h DelayHistogram
+	for _, d := range []time.Duration{0, 50 * time.Microsecond, 51 * time.Microsecond, 100 * time.Microsecond, 3 * time.Millisecond, 102400 * time.Microsecond, time.Second, -time.Millisecond} {
+		h.observe(int64(d))
+	}
+	bounds, cumulative, count, sum := h.Snapshot()
+	if len(bounds) != 12 || bounds[0] != 50e-6 || bounds[1] != 100e-6 || bounds[11] != 0.1024 {
+		t.Fatalf("bounds %v", bounds)
+	}
+	// ≤50 µs: 0, 50 µs, -1 ms (as 0); ≤100 µs: +51 µs, 100 µs; ≤3.2 ms: +3 ms; ≤102.4 ms: +102.4 ms.
+	want := []uint64{3, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 7}
+	for i := range want {
+		if cumulative[i] != want[i] {
+			t.Fatalf("cumulative %v, want %v", cumulative, want)
+		}
+	}
+	if count != 8 {
+		t.Errorf("count %d, want 8", count)
+	}
+	if wantSum := (50 + 51 + 100 + 3000 + 102400 + 1e6) * 1e-6; sum < wantSum-1e-9 || sum > wantSum+1e-9 {
+		t.Errorf("sum %v, want %v", sum, wantSum)
+	}
 }
 
 func TestNTPTime(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/pion/ice/v4"
@@ -177,9 +178,14 @@ type sendBatch struct {
 	sa6   []unix.RawSockaddrInet6
 	n     int
 	sent  int // progress of the current flush
-	errno syscall.Errno
-	write func(fd uintptr) bool // b.sendmmsg, made once
-	stats *Stats
+	// at is the hub arrival time (UnixNano) of the packet being written, for the datagrams
+	// committed until it changes (0: not measured, as for retransmissions); arrivals holds it per
+	// datagram.
+	at       int64
+	arrivals []int64
+	errno    syscall.Errno
+	write    func(fd uintptr) bool // b.sendmmsg, made once
+	stats    *Stats
 }
 
 // sendBufSize is the largest datagram batched; larger ones are written directly.
@@ -211,6 +217,8 @@ func newSendBatch(conn net.PacketConn, stats *Stats) (*sendBatch, error) {
 		sa4:   make([]unix.RawSockaddrInet4, sendBatchSize),
 		sa6:   make([]unix.RawSockaddrInet6, sendBatchSize),
 		stats: stats,
+
+		arrivals: make([]int64, sendBatchSize),
 	}
 	b.write = b.sendmmsg
 	for i := range b.hdrs {
@@ -240,6 +248,7 @@ func (b *sendBatch) slot() []byte { return b.bufs[b.n] }
 func (b *sendBatch) commit(n int, addr netip.AddrPort) {
 	i := b.n
 	b.iovs[i].SetLen(n)
+	b.arrivals[i] = b.at
 	h := &b.hdrs[i].Hdr
 	port := addr.Port()
 	if b.inet6 {
@@ -279,6 +288,12 @@ func (b *sendBatch) flush() {
 		if b.errno != 0 {
 			b.stats.SendErrors.Add(1)
 			b.sent++ // the first one failed: skip it
+		}
+	}
+	now := time.Now().UnixNano()
+	for _, at := range b.arrivals[:b.n] {
+		if at != 0 {
+			b.stats.FanoutDelay.observe(now - at)
 		}
 	}
 	b.n = 0

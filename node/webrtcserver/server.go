@@ -68,8 +68,10 @@ type Stats struct {
 	SendErrors     atomic.Uint64
 	// OwnSRTPViewers counts viewers whose RTP the node encrypted itself after the first packet
 	// matched pion's; OwnSRTPFallbacks those left to pion because it did not.
-	OwnSRTPViewers     atomic.Uint64
-	OwnSRTPFallbacks   atomic.Uint64
+	OwnSRTPViewers   atomic.Uint64
+	OwnSRTPFallbacks atomic.Uint64
+	// FanoutDelay is the hub → kernel delay of every batched datagram.
+	FanoutDelay        DelayHistogram
 	SessionsRejected   atomic.Uint64
 	SessionsTimedOut   atomic.Uint64
 	KeyframeRequestsIn atomic.Uint64

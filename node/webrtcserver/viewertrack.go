@@ -85,6 +85,9 @@ func (vt *viewerTrack) drain(packets, bytes *uint64) {
 		if !vt.rewriter.Rewrite(e, vt.ssrc, vt.pt, &vt.hdr) {
 			continue
 		}
+		if b := vt.group.batch; b != nil {
+			b.at = e.Packet.ArrivalNanos
+		}
 		n, err := vt.write(&vt.hdr, e.Packet.Payload)
 		if err != nil {
 			if errors.Is(err, io.ErrClosedPipe) || errors.Is(err, io.EOF) {
@@ -174,6 +177,9 @@ func (vt *viewerTrack) retransmit(outSeq uint16) {
 	}
 	if !vt.rewriter.RewriteRetransmission(p, outSeq, vt.ssrc, vt.pt, &vt.rtxHdr) {
 		return
+	}
+	if b := vt.group.batch; b != nil {
+		b.at = 0 // a resend's delay is not the fan-out's
 	}
 	if _, err := vt.write(&vt.rtxHdr, p.Payload); err == nil {
 		vt.s.stats.Retransmissions.Add(1)
