@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fan-out benchmark: starts one node (on loopback, or NETNS=1 below) and runs the load tool
 # against it for each bitrate and subscriber count, writing one JSON report per run to $OUT
-# (default bench-out/).
+# (default bench-out/). Every report has the node's own fan-out delay (stream hub to sendmmsg),
+# scraped from its /metrics at the start and end of the window, next to the end-to-end delay.
 # Usage: scripts/bench-fanout.sh [counts] [bitrates]   e.g. scripts/bench-fanout.sh "50 200 500" "600k 2M"
 # Environment: INGEST (whip|srt), PROTOCOL (whep|srt|rtsp), SRT_LATENCY (e.g. 20ms, for node and
 # load tool), DURATION (measurement window), OUT, PPROF (set: serve the node's profiler),
@@ -100,7 +101,7 @@ for br in $BITRATES; do
     : >"$OUT/loadtest-$tag.log"
     "${inns[@]}" "$BIN" loadtest --server http://$host:18080 --srt $host:19000 --rtsp $host:18554 \
       --ingest "$INGEST" --protocol "$PROTOCOL" "${latency[@]}" --subscribers "$n" --ramp "$ramp" \
-      --warmup 3s --duration "$DURATION" --bitrate "$br" --pid "$node" \
+      --warmup 3s --duration "$DURATION" --bitrate "$br" --pid "$node" --node-metrics http://$host:18080/metrics \
       --json "$OUT/fanout-$tag.json" >"$OUT/fanout-$tag.txt" 2>"$OUT/loadtest-$tag.log" &
     lt=$!
     # The window: from the load tool's "measuring" line to its exit.
@@ -130,6 +131,6 @@ for br in $BITRATES; do
     fi
     kill "$node"; wait "$node" 2>/dev/null || true
     node=""
-    grep -E "subscribers|delay  |  video|  audio|time to 1st|packets|server pid|load tool|napi threads|netns drops" "$OUT/fanout-$tag.txt" | sed "s/^/[$tag] /"
+    grep -E "subscribers|delay  |  video|  audio|node fan-out|time to 1st|packets|server pid|load tool|napi threads|netns drops" "$OUT/fanout-$tag.txt" | sed "s/^/[$tag] /"
   done
 done

@@ -23,8 +23,8 @@ func runLoadtest(ctx context.Context, args []string) error {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: streamfleet loadtest [flags]\n\n"+
 			"Publishes synthetic H264 + Opus over WHIP (or SRT) and plays it with N WHEP (or SRT or RTSP)\n"+
-			"subscribers, reporting time to first frame, delay, loss, and the CPU and memory of --pid\n"+
-			"processes.\n\nflags:\n")
+			"subscribers, reporting time to first frame, delay, loss, the CPU and memory of --pid\n"+
+			"processes, and the node's own fan-out delay from its --node-metrics.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.Server, "server", cfg.Server, "base `URL` of the server (WHIP at /whip/{stream}, WHEP at /whep/{stream})")
@@ -49,6 +49,9 @@ func runLoadtest(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.RTSPUDP, "rtsp-udp", false, "RTSP subscribers receive over UDP instead of TCP")
 	var pids pidList
 	fs.Var(&pids, "pid", "server process `pid` to sample CPU and memory of (repeatable, or a comma list)")
+	fs.StringVar(&cfg.NodeMetrics, "node-metrics", "", "`URL` of a node's Prometheus metrics, e.g. http://127.0.0.1:8080/metrics: scraped at the start\n"+
+		"and end of the window to report the node's own fan-out delay (stream hub to sendmmsg, per datagram;\n"+
+		"without the load tool's receive path)")
 	jsonPath := fs.String("json", "", "also write the report as JSON to `file`")
 	verbose := fs.Bool("v", false, "log every subscriber failure and debug details")
 	if err := fs.Parse(args); err != nil {

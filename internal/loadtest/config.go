@@ -1,6 +1,7 @@
 // Package loadtest is the streamfleet load tool: one WHIP publisher sending synthetic H264 and Opus,
 // and N WHEP subscribers that measure time to first frame, one-way delay and packet loss, while the
-// CPU and memory of the server processes are sampled from /proc.
+// CPU and memory of the server processes are sampled from /proc and, for a streamfleet node, its own
+// fan-out delay is read from its Prometheus metrics.
 //
 // It speaks only standard WHIP and WHEP (RFC 9725), so it can load any server. Delay is measured
 // from a send time the publisher writes into the last bytes of each RTP payload; servers rewrite
@@ -57,6 +58,11 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// PIDs are server processes whose CPU and memory are sampled.
 	PIDs []int
+	// NodeMetrics, when set, is the URL of a node's Prometheus metrics page
+	// ("http://127.0.0.1:8080/metrics"). It is scraped at the start and at the end of the
+	// measurement window, and the report adds the node's own fan-out delay (FanoutMetric) inside
+	// the window, which unlike Delay leaves out the load tool's receive path.
+	NodeMetrics string
 	// NoPublish subscribes to an existing stream instead of publishing one.
 	NoPublish bool
 	// ReceiverReports makes subscribers send RTCP receiver reports (one more interceptor each).
@@ -126,6 +132,11 @@ func (c Config) Validate() error {
 	if c.PublishServer != "" {
 		if u, err := url.Parse(c.PublishServer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("%w: publish server %q is not an http(s) URL", ErrInvalidConfig, c.PublishServer)
+		}
+	}
+	if c.NodeMetrics != "" {
+		if u, err := url.Parse(c.NodeMetrics); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%w: node metrics %q is not an http(s) URL", ErrInvalidConfig, c.NodeMetrics)
 		}
 	}
 	segments := strings.Split(c.Stream, "/")

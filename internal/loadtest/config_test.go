@@ -59,6 +59,7 @@ func TestConfigValidate(t *testing.T) {
 		{"duration", func(c *Config) { c.Duration = 0 }},
 		{"connect timeout", func(c *Config) { c.ConnectTimeout = 0 }},
 		{"pid", func(c *Config) { c.PIDs = []int{0} }},
+		{"node metrics not a URL", func(c *Config) { c.NodeMetrics = "127.0.0.1:8080/metrics" }},
 	} {
 		c := DefaultConfig()
 		tc.mutate(&c)
@@ -68,6 +69,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	c := DefaultConfig()
 	c.Server, c.Stream = "http://example.test:8080/", "a/b.c/d_e/f-g"
+	c.NodeMetrics = "http://example.test:8080/metrics"
 	if err := c.Validate(); err != nil {
 		t.Errorf("valid config: %v", err)
 	}

@@ -35,6 +35,9 @@ type Report struct {
 	Video       MediaStats  `json:"video"`
 	Audio       MediaStats  `json:"audio"`
 	LossPercent float64     `json:"loss_percent"`
+	// NodeFanoutDelay is the node's own share of Delay, hub to kernel, from its metrics
+	// (Config.NodeMetrics); nil when they are not scraped.
+	NodeFanoutDelay *FanoutDelay `json:"node_fanout_delay,omitempty"`
 
 	Publisher *PublisherStats `json:"publisher,omitempty"`
 	// ServerProcesses has one entry per --pid; ServerTotal sums them when there are several.
@@ -135,6 +138,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	line("delay", "%s", pct(r.Delay))
 	line("  video", "%s", pct(r.Video.Delay))
 	line("  audio", "%s", pct(r.Audio.Delay))
+	if f := r.NodeFanoutDelay; f != nil {
+		line("node fan-out", "%s", fanout(*f))
+	}
 	line("packets", "%d received, %d lost (%.3f %%); video %d/%d, audio %d/%d",
 		r.Video.Packets+r.Audio.Packets, r.Video.Lost+r.Audio.Lost, r.LossPercent,
 		r.Video.Packets, r.Video.Lost, r.Audio.Packets, r.Audio.Lost)
@@ -165,6 +171,33 @@ func pct(p Percentiles) string {
 	}
 	return fmt.Sprintf("p50 %.1f ms  p95 %.1f ms  p99 %.1f ms  max %.1f ms  (%d samples)",
 		p.P50Ms, p.P95Ms, p.P99Ms, p.MaxMs, p.Count)
+}
+
+func fanout(f FanoutDelay) string {
+	switch {
+	case f.Error != "":
+		return "unavailable: " + f.Error
+	case f.Count == 0:
+		return "no datagrams (hub → kernel)"
+	}
+	above := ""
+	if f.Above > 0 {
+		above = fmt.Sprintf(", %d above %s ms", f.Above, msShort(f.AboveMs))
+	}
+	return fmt.Sprintf("p50 %s ms  p95 %s ms  p99 %s ms  mean %s ms  (%d datagrams%s; hub → kernel)",
+		msShort(f.P50Ms), msShort(f.P95Ms), msShort(f.P99Ms), msShort(f.MeanMs), f.Count, above)
+}
+
+// msShort formats milliseconds compactly: 0.21, 1.9, 12.5, 102.
+func msShort(v float64) string {
+	switch {
+	case v < 1:
+		return fmt.Sprintf("%.2f", v)
+	case v < 100:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.0f", v)
+	}
 }
 
 func usage(p ProcessUsage) string {

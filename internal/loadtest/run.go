@@ -93,12 +93,13 @@ type run struct {
 
 // window holds the readings taken around the measurement window.
 type window struct {
-	started, start, end   time.Time
-	interrupted           bool
-	baseline, first, last []procSample
-	selfFirst, selfLast   selfUsage
-	pubFirst, pubLast     publisherSnapshot
-	rampTime              time.Duration
+	started, start, end     time.Time
+	interrupted             bool
+	baseline, first, last   []procSample
+	selfFirst, selfLast     selfUsage
+	pubFirst, pubLast       publisherSnapshot
+	fanoutFirst, fanoutLast fanoutSample
+	rampTime                time.Duration
 }
 
 func (r *run) execute(ctx context.Context, pubAPI *webrtc.API) (*Report, error) {
@@ -129,6 +130,9 @@ func (r *run) execute(ctx context.Context, pubAPI *webrtc.API) (*Report, error) 
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 
+	// The node's metrics are scraped outside the CPU samples, so that serving them is not charged
+	// to the window.
+	w.fanoutFirst = r.scrapeNode(ctx)
 	w.first, w.selfFirst = sampleProcs(r.cfg.PIDs), sampleSelf()
 	if r.pub != nil {
 		w.pubFirst = r.pub.snapshot()
@@ -143,6 +147,7 @@ func (r *run) execute(ctx context.Context, pubAPI *webrtc.API) (*Report, error) 
 	if r.pub != nil {
 		w.pubLast = r.pub.snapshot()
 	}
+	w.fanoutLast = r.scrapeNode(ctx)
 	if w.interrupted {
 		r.log.Warn("interrupted; reporting the shortened window", "measured", w.end.Sub(w.start).Round(time.Millisecond))
 	}
@@ -235,6 +240,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// scrapeNode reads the node's fan-out histogram, when cfg.NodeMetrics is set. It runs even when
+// ctx has ended, for the report of an interrupted window.
+func (r *run) scrapeNode(ctx context.Context) fanoutSample {
+	if r.cfg.NodeMetrics == "" {
+		return fanoutSample{}
+	}
+	h, err := scrapeFanout(context.WithoutCancel(ctx), r.sig.client, r.cfg.NodeMetrics)
+	if err != nil {
+		r.log.Warn("node metrics", "err", err)
+	}
+	return fanoutSample{hist: h, err: err}
 }
 
 // sampleProcs reads every pid's CPU time and memory.

@@ -58,6 +58,9 @@ func (r *run) report(w *window) *Report {
 	rep.Audio = mediaStats(&aseq, &audio)
 	rep.LossPercent = lossPercent(rep.Video.Packets+rep.Audio.Packets, rep.Video.Lost+rep.Audio.Lost)
 
+	if r.cfg.NodeMetrics != "" {
+		rep.NodeFanoutDelay = fanoutDelay(r.cfg.NodeMetrics, w.fanoutFirst, w.fanoutLast)
+	}
 	if !r.cfg.NoPublish {
 		rep.Publisher = publisherStats(w.pubFirst, w.pubLast, r.pub.Failed())
 	}
