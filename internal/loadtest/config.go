@@ -125,18 +125,19 @@ var streamSegment = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // Validate reports the first invalid field, wrapped in ErrInvalidConfig.
 func (c Config) Validate() error {
-	u, err := url.Parse(c.Server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%w: server %q is not an http(s) URL", ErrInvalidConfig, c.Server)
-	}
-	if c.PublishServer != "" {
-		if u, err := url.Parse(c.PublishServer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%w: publish server %q is not an http(s) URL", ErrInvalidConfig, c.PublishServer)
+	for _, f := range []struct {
+		name, url string
+		optional  bool
+	}{
+		{"server", c.Server, false},
+		{"publish server", c.PublishServer, true},
+		{"node metrics", c.NodeMetrics, true},
+	} {
+		if f.optional && f.url == "" {
+			continue
 		}
-	}
-	if c.NodeMetrics != "" {
-		if u, err := url.Parse(c.NodeMetrics); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%w: node metrics %q is not an http(s) URL", ErrInvalidConfig, c.NodeMetrics)
+		if u, err := url.Parse(f.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%w: %s %q is not an http(s) URL", ErrInvalidConfig, f.name, f.url)
 		}
 	}
 	segments := strings.Split(c.Stream, "/")
