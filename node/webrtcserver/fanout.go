@@ -3,6 +3,7 @@ package webrtcserver
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/streamfleet/streamfleet/node/hub"
 )
@@ -154,14 +155,31 @@ func (f *fanout) leave(vs *whepSession) {
 	}
 }
 
-// run serves the group's viewers until the last one leaves.
+// layerCheckInterval is how often the group reconsiders its viewers' layers.
+const layerCheckInterval = time.Second
+
+// run serves the group's viewers until the last one leaves: their packets, retransmissions and
+// sender reports, a check of their layers every layerCheckInterval, and the stream's end.
 func (g *group) run() {
 	var packets, bytes uint64
+	tick := time.NewTicker(layerCheckInterval)
+	defer tick.Stop()
+	ended := g.stream.Done()
 	for {
 		select {
 		case <-g.notify.C():
 		case req := <-g.rtx:
 			req.vt.retransmit(req.seq)
+		case <-tick.C:
+			for _, vs := range *g.viewers.Load() {
+				vs.selectLayers()
+			}
+			continue
+		case <-ended:
+			ended = nil // closed for good: once is enough
+			for _, vs := range *g.viewers.Load() {
+				g.s.goSession(vs.endOfStream) // closing leaves the group: not on its goroutine
+			}
 		case <-g.quit:
 			g.batch.flush()
 			return

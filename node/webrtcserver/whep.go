@@ -14,9 +14,6 @@ import (
 	"github.com/streamfleet/streamfleet/node/hub"
 )
 
-// layerCheckInterval is how often a viewer's layer is reconsidered.
-const layerCheckInterval = time.Second
-
 // whepSession is one viewer.
 type whepSession struct {
 	peer
@@ -25,6 +22,8 @@ type whepSession struct {
 	done   chan struct{}
 	grant  *auth.Grant // ended with the session
 	keys   *keyCapture // the DTLS secrets, for the node's own SRTP
+
+	byeOnce sync.Once
 
 	mu     sync.Mutex // guards closed, group and the tracks' readers
 	closed bool
@@ -104,7 +103,8 @@ func codecList(st *hub.Stream) string {
 }
 
 // run starts forwarding once the viewer is connected (packets written earlier would be lost with
-// the keyframe they start on), then follows the stream and the viewer's layer until the end.
+// the keyframe they start on); from then on the viewer's fan-out group follows its layer and the
+// stream's end, so no goroutine of the session's own outlives the connection's setup.
 func (vs *whepSession) run() {
 	timeout := time.NewTimer(vs.s.cfg.ConnectTimeout)
 	defer timeout.Stop()
@@ -135,21 +135,20 @@ func (vs *whepSession) run() {
 	}
 	vs.mu.Unlock()
 	vs.log.Debug("viewer connected")
-	tick := time.NewTicker(layerCheckInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-vs.done:
-			return
-		case <-vs.stream.Done():
-			vs.sayGoodbye()
-			vs.log.Info("stream ended: closing viewer")
-			vs.close(false)
-			return
-		case <-tick.C:
-			vs.selectLayers()
-		}
+	select {
+	case <-vs.stream.Done(): // it may have ended before the group could see this viewer
+		vs.endOfStream()
+	default:
 	}
+}
+
+// endOfStream tells the viewer the stream ended and closes the session.
+func (vs *whepSession) endOfStream() {
+	vs.byeOnce.Do(func() {
+		vs.sayGoodbye()
+		vs.log.Info("stream ended: closing viewer")
+		vs.close(false)
+	})
 }
 
 // muxConn is the viewer's conn of the server's UDP mux (nil if it has none to batch).
