@@ -7,6 +7,8 @@
 # Environment: INGEST (whip|srt), PROTOCOL (whep|srt|rtsp), SRT_LATENCY (e.g. 20ms, for node and
 # load tool), DURATION (measurement window), OUT, PPROF (set: serve the node's profiler),
 # BIN (a streamfleet binary to run instead of building ./bin/streamfleet from the tree),
+# PACING (the WHIP publisher's video pacing factor, 0 for none; default: the load tool's, 2.5 as
+# browsers pace; reports get the suffix -pacingP, and the text output a "pacer" line),
 # PERF (set: perf record -g the node inside the window, to $OUT/perf-TAG.data),
 # NETNS (1: the network-namespace topology below).
 #
@@ -89,9 +91,18 @@ if [ -z "${BIN:-}" ]; then
 fi
 latency=()
 [ -n "${SRT_LATENCY:-}" ] && latency=(--srt-latency "$SRT_LATENCY")
+# Without PACING the load tool's default applies; the tag names the factor either way, read from
+# the load tool's help when it is the default.
+pacing=()
+if [ -n "${PACING:-}" ]; then
+  pacing=(--pacing "$PACING")
+else
+  PACING=$("$BIN" loadtest -h 2>&1 | awk '/^  -pacing/ { f = 1 } f && /\(default / { sub(/.*\(default /, ""); sub(/\).*/, ""); print; exit }')
+  PACING=${PACING:-default}
+fi
 for br in $BITRATES; do
   for n in $COUNTS; do
-    tag="$INGEST-$PROTOCOL-$br-$n$topo"
+    tag="$INGEST-$PROTOCOL-$br-$n-pacing$PACING$topo"
     "$BIN" node --http $host:18080 --ice-udp $host:18189 --log-level warn \
       --srt $host:19000 --rtsp $host:18554 --rtsp-udp-rtp $host:18000 --rtsp-udp-rtcp $host:18001 \
       "${latency[@]}" ${PPROF:+--pprof} 2>"$OUT/node-$tag.log" &
@@ -100,7 +111,7 @@ for br in $BITRATES; do
     ramp=$(( n / 10 > 20 ? n / 10 : 20 ))
     : >"$OUT/loadtest-$tag.log"
     "${inns[@]}" "$BIN" loadtest --server http://$host:18080 --srt $host:19000 --rtsp $host:18554 \
-      --ingest "$INGEST" --protocol "$PROTOCOL" "${latency[@]}" --subscribers "$n" --ramp "$ramp" \
+      --ingest "$INGEST" --protocol "$PROTOCOL" "${latency[@]}" "${pacing[@]}" --subscribers "$n" --ramp "$ramp" \
       --warmup 3s --duration "$DURATION" --bitrate "$br" --pid "$node" --node-metrics http://$host:18080/metrics \
       --json "$OUT/fanout-$tag.json" >"$OUT/fanout-$tag.txt" 2>"$OUT/loadtest-$tag.log" &
     lt=$!
@@ -131,6 +142,6 @@ for br in $BITRATES; do
     fi
     kill "$node"; wait "$node" 2>/dev/null || true
     node=""
-    grep -E "subscribers|delay  |  video|  audio|node fan-out|time to 1st|packets|server pid|load tool|napi threads|netns drops" "$OUT/fanout-$tag.txt" | sed "s/^/[$tag] /"
+    grep -E "subscribers|delay  |  video|  audio|node fan-out|pacer|time to 1st|packets|server pid|load tool|napi threads|netns drops" "$OUT/fanout-$tag.txt" | sed "s/^/[$tag] /"
   done
 done

@@ -18,7 +18,47 @@ import (
 // runLoadtest is the loadtest subcommand: flags to loadtest.Config, Run, report to stdout (and to
 // a JSON file with --json). It fails when any subscriber failed, after printing the report.
 func runLoadtest(ctx context.Context, args []string) error {
+	cfg, out, err := loadtestFlags(args)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if out.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	report, err := loadtest.Run(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := report.WriteText(os.Stdout); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if out.jsonPath != "" {
+		data, err := json.MarshalIndent(report, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode report: %w", err)
+		}
+		if err := os.WriteFile(out.jsonPath, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	if n := report.Subscribers.Failed; n > 0 {
+		return fmt.Errorf("%d of %d subscribers failed to connect", n, report.Subscribers.Requested)
+	}
+	return nil
+}
+
+// loadtestOutput is where the loadtest subcommand reports, besides stdout.
+type loadtestOutput struct {
+	jsonPath string
+	verbose  bool
+}
+
+// loadtestFlags parses the loadtest subcommand's flags into a validated config.
+func loadtestFlags(args []string) (loadtest.Config, loadtestOutput, error) {
 	cfg := loadtest.DefaultConfig()
+	var out loadtestOutput
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: streamfleet loadtest [flags]\n\n"+
@@ -33,6 +73,8 @@ func runLoadtest(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Token, "token", "", "bearer `token` sent with every WHIP/WHEP request (a play token with --publish-token)")
 	fs.StringVar(&cfg.PublishToken, "publish-token", "", "`token` of the publisher instead of --token (signed tokens grant publish or play, not both)")
 	fs.Var(&cfg.VideoBitrate, "bitrate", "video `bitrate`, e.g. 600k or 2M")
+	fs.Float64Var(&cfg.Pacing, "pacing", cfg.Pacing, "pace WHIP video at `factor` × --bitrate, as a browser's pacer does (0: each frame's packets\n"+
+		"back to back); the report shows how long packets waited in the pacer")
 	fs.IntVar(&cfg.Subscribers, "subscribers", cfg.Subscribers, "number of WHEP subscribers")
 	fs.Float64Var(&cfg.RampPerSecond, "ramp", cfg.RampPerSecond, "subscribers started per second")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "wait after the ramp before measuring")
@@ -52,44 +94,16 @@ func runLoadtest(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.NodeMetrics, "node-metrics", "", "`URL` of a node's Prometheus metrics, e.g. http://127.0.0.1:8080/metrics: scraped at the start\n"+
 		"and end of the window to report the node's own fan-out delay (stream hub to sendmmsg, per datagram;\n"+
 		"without the load tool's receive path)")
-	jsonPath := fs.String("json", "", "also write the report as JSON to `file`")
-	verbose := fs.Bool("v", false, "log every subscriber failure and debug details")
+	fs.StringVar(&out.jsonPath, "json", "", "also write the report as JSON to `file`")
+	fs.BoolVar(&out.verbose, "v", false, "log every subscriber failure and debug details")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return cfg, out, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+		return cfg, out, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	cfg.PIDs = pids
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	report, err := loadtest.Run(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	if err := report.WriteText(os.Stdout); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	if *jsonPath != "" {
-		data, err := json.MarshalIndent(report, "", "  ")
-		if err != nil {
-			return fmt.Errorf("encode report: %w", err)
-		}
-		if err := os.WriteFile(*jsonPath, append(data, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write report: %w", err)
-		}
-	}
-	if n := report.Subscribers.Failed; n > 0 {
-		return fmt.Errorf("%d of %d subscribers failed to connect", n, report.Subscribers.Requested)
-	}
-	return nil
+	return cfg, out, cfg.Validate()
 }
 
 // pidList is a repeatable flag of process IDs that also takes comma-separated lists; repeats are

@@ -46,6 +46,10 @@ type Config struct {
 	PublishToken string
 	// VideoBitrate is the bitrate of the synthetic H264 video.
 	VideoBitrate Bitrate
+	// Pacing paces the WHIP publisher's video at Pacing × VideoBitrate, as a browser's pacer
+	// does (DefaultPacing); 0 writes each frame's packets back to back. Audio is not paced, nor is
+	// SRT ingest.
+	Pacing float64
 	// Subscribers is the number of WHEP subscribers.
 	Subscribers int
 	// RampPerSecond is how many subscribers start per second.
@@ -113,6 +117,7 @@ func DefaultConfig() Config {
 		Server:         "http://127.0.0.1:8080",
 		Stream:         "live/loadtest",
 		VideoBitrate:   2_000_000,
+		Pacing:         DefaultPacing,
 		Subscribers:    10,
 		RampPerSecond:  10,
 		Warmup:         5 * time.Second,
@@ -152,6 +157,12 @@ func (c Config) Validate() error {
 	switch {
 	case c.VideoBitrate < 50_000 || c.VideoBitrate > 50_000_000:
 		return fmt.Errorf("%w: video bitrate %s is outside 50k..50M", ErrInvalidConfig, c.VideoBitrate)
+	case c.Pacing < 0 || math.IsNaN(c.Pacing) || math.IsInf(c.Pacing, 0):
+		return fmt.Errorf("%w: pacing %g: want a factor of the video bitrate (browsers pace at %g), or 0 for none",
+			ErrInvalidConfig, c.Pacing, DefaultPacing)
+	case c.Pacing > 0 && c.Pacing <= 1:
+		return fmt.Errorf("%w: pacing %g would send video no faster than it is produced, so it falls ever further "+
+			"behind: want a factor above 1, or 0 for none", ErrInvalidConfig, c.Pacing)
 	case c.Subscribers < 0:
 		return fmt.Errorf("%w: subscribers must not be negative", ErrInvalidConfig)
 	case c.Subscribers == 0 && c.NoPublish:

@@ -2,6 +2,8 @@ package loadtest
 
 import (
 	"errors"
+	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -60,6 +62,10 @@ func TestConfigValidate(t *testing.T) {
 		{"connect timeout", func(c *Config) { c.ConnectTimeout = 0 }},
 		{"pid", func(c *Config) { c.PIDs = []int{0} }},
 		{"node metrics not a URL", func(c *Config) { c.NodeMetrics = "127.0.0.1:8080/metrics" }},
+		{"negative pacing", func(c *Config) { c.Pacing = -1 }},
+		{"pacing not a number", func(c *Config) { c.Pacing = math.NaN() }},
+		{"pacing infinite", func(c *Config) { c.Pacing = math.Inf(1) }},
+		{"pacing no faster than the video", func(c *Config) { c.Pacing = 1 }},
 	} {
 		c := DefaultConfig()
 		tc.mutate(&c)
@@ -68,6 +74,20 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	c := DefaultConfig()
+	c.Pacing = -2.5
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "pacing -2.5") {
+		t.Errorf("negative pacing: %v, want an error naming the pacing", err)
+	}
+	if DefaultConfig().Pacing != DefaultPacing {
+		t.Errorf("default pacing %g", DefaultConfig().Pacing)
+	}
+	for _, pacing := range []float64{0, 1.5, DefaultPacing, 10} {
+		c.Pacing = pacing
+		if err := c.Validate(); err != nil {
+			t.Errorf("pacing %g: %v", pacing, err)
+		}
+	}
+	c = DefaultConfig()
 	c.Server, c.Stream = "http://example.test:8080/", "a/b.c/d_e/f-g"
 	c.NodeMetrics = "http://example.test:8080/metrics"
 	if err := c.Validate(); err != nil {

@@ -143,7 +143,7 @@ func TestWriteFrameMarkersSequenceAndStamps(t *testing.T) {
 	for frame := range 3 {
 		payloads, _ := gen.nextFrame(false)
 		start := len(sent)
-		seq = writeFrame(write, &pkt, payloads, seq, uint32(frame*3000), true, h264Stampable, &counters)
+		seq = writeFrame(write, &pkt, payloads, seq, uint32(frame*3000), true, h264Stampable, nil, &counters)
 		for i, p := range sent[start:] {
 			if p.Marker != (i == len(payloads)-1) {
 				t.Errorf("frame %d packet %d: marker %v", frame, i, p.Marker)

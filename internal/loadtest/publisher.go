@@ -16,14 +16,22 @@ import (
 )
 
 // publisher is the WHIP publisher: one sendonly PeerConnection carrying the synthetic H264 and Opus
-// tracks, paced in real time, answering PLI and FIR with a keyframe on the next frame.
+// tracks, produced in real time, answering PLI and FIR with a keyframe on the next frame. Video
+// packets go out through a pacer at Config.Pacing × the bitrate, as a browser sends them; audio is
+// not paced.
 type publisher struct {
 	log          *slog.Logger
 	sig          *signaler
 	pc           *webrtc.PeerConnection
 	video, audio *webrtc.TrackLocalStaticRTP
 	bitrate      Bitrate
+	pacing       float64
 	location     string
+
+	// measuring is set inside the measurement window; pacerWait, owned by the video loop, holds
+	// how long video packets waited from their frame's due time to their write inside it.
+	measuring *atomic.Bool
+	pacerWait histogram
 
 	wantKeyframe atomic.Bool
 	counters     publisherCounters
@@ -41,8 +49,11 @@ type publisherCounters struct {
 }
 
 // startPublisher connects to the WHIP endpoint of cfg and starts sending. The caller must Close it.
-func startPublisher(ctx context.Context, cfg Config, api *webrtc.API, sig *signaler, log *slog.Logger) (*publisher, error) {
-	p := &publisher{log: log, sig: sig, bitrate: cfg.VideoBitrate}
+// The video pacer's waits are recorded while measuring is set.
+func startPublisher(ctx context.Context, cfg Config, api *webrtc.API, sig *signaler, measuring *atomic.Bool,
+	log *slog.Logger,
+) (*publisher, error) {
+	p := &publisher{log: log, sig: sig, bitrate: cfg.VideoBitrate, pacing: cfg.Pacing, measuring: measuring}
 	var err error
 	if p.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return nil, fmt.Errorf("new publisher peer connection: %w", err)
@@ -106,9 +117,10 @@ func (p *publisher) teardown(ctx context.Context) {
 	}
 }
 
-// pace calls send(n) for frame n at start+n*interval until ctx ends. A loop more than a second
-// behind (a starved machine) skips ahead instead of bursting the backlog.
-func pace(ctx context.Context, interval time.Duration, send func(n int)) {
+// pace calls send(n, due) for frame n at its due time start+n*interval until ctx ends, or at once
+// when that has passed. A loop more than a second behind (a starved machine) skips ahead instead
+// of bursting the backlog.
+func pace(ctx context.Context, interval time.Duration, send func(n int, due time.Time)) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	start := time.Now()
@@ -129,25 +141,37 @@ func pace(ctx context.Context, interval time.Duration, send func(n int)) {
 		} else if ctx.Err() != nil {
 			return
 		}
-		send(n)
+		send(n, due)
 	}
 }
 
 // sendVideo sends the synthetic H264 at VideoFPS: RTP timestamps advance 90 kHz / VideoFPS per
 // frame, the marker bit is set on each frame's last packet, and every stampable payload gets the
-// send time just before it is written.
+// send time just before it is written. Packets leave through the pacer; a frame due while the
+// previous one still drains (after a keyframe) waits behind it, and each packet's wait, from its
+// frame's due time to its write, is recorded inside the measurement window.
 func (p *publisher) sendVideo(ctx context.Context) {
 	defer p.wg.Done()
 	gen := newH264Generator(p.bitrate, VideoFPS, int(GOPDuration*VideoFPS/time.Second), 1)
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: ptH264}}
 	seq, ts0 := uint16(rand.Uint32()), rand.Uint32()
-	pace(ctx, time.Second/VideoFPS, func(n int) {
+	pc := newPacer(p.bitrate, p.pacing)
+	pace(ctx, time.Second/VideoFPS, func(n int, due time.Time) {
 		payloads, key := gen.nextFrame(p.wantKeyframe.Swap(false))
 		if key {
 			p.counters.keyframes.Add(1)
 		}
+		hold := func(size int) bool {
+			if pc.wait(ctx, size) != nil {
+				return false
+			}
+			if p.measuring.Load() {
+				p.pacerWait.record(pc.now().Sub(due))
+			}
+			return true
+		}
 		seq = writeFrame(p.video.WriteRTP, &pkt, payloads, seq, ts0+uint32(n*90_000/VideoFPS), true, h264Stampable,
-			&p.counters)
+			hold, &p.counters)
 		for _, payload := range payloads {
 			p.counters.videoBytes.Add(uint64(len(payload)))
 		}
@@ -162,22 +186,26 @@ func (p *publisher) sendAudio(ctx context.Context) {
 	payloads := [][]byte{newOpusPayload(2)}
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: ptOpus}}
 	seq, ts0 := uint16(rand.Uint32()), rand.Uint32()
-	pace(ctx, opusFrameDuration, func(n int) {
+	pace(ctx, opusFrameDuration, func(n int, _ time.Time) {
 		seq = writeFrame(p.audio.WriteRTP, &pkt, payloads, seq, ts0+uint32(n*opusFrameSamples), n == 0, opusStampable,
-			&p.counters)
+			nil, &p.counters)
 		p.counters.audioPackets.Add(1)
 	})
 }
 
 // writeFrame writes the payloads of one frame as packets with consecutive sequence numbers from
 // seq and timestamp ts, with the marker bit on the last when markLast is set, stamping each payload
-// that stampable accepts with the time just before it is written. It returns the next sequence
-// number.
+// that stampable accepts with the time just before it is written. hold, when not nil, is called
+// with each payload's size before that and may block (the pacer); when it returns false the rest
+// of the frame is not sent. It returns the next sequence number.
 func writeFrame(write func(*rtp.Packet) error, pkt *rtp.Packet, payloads [][]byte, seq uint16, ts uint32,
-	markLast bool, stampable func([]byte) bool, c *publisherCounters,
+	markLast bool, stampable func([]byte) bool, hold func(size int) bool, c *publisherCounters,
 ) uint16 {
 	pkt.Timestamp = ts
 	for i, payload := range payloads {
+		if hold != nil && !hold(len(payload)) {
+			return seq
+		}
 		pkt.SequenceNumber = seq
 		seq++
 		pkt.Marker = markLast && i == len(payloads)-1
@@ -231,6 +259,17 @@ type publisherSnapshot struct {
 
 // Failed reports whether the connection failed after it was up.
 func (p *publisher) Failed() bool { return p.failed.Load() }
+
+// pacerStats reports the pacer's settings and the video packets' waits inside the window. It may
+// only be called after Close, which joins the video loop that owns the waits.
+func (p *publisher) pacerStats() *PacerStats {
+	s := &PacerStats{Factor: p.pacing, Wait: p.pacerWait.percentiles()}
+	if p.pacing > 0 {
+		s.RateBps = p.pacing * float64(p.bitrate)
+		s.BurstMs = ms(pacerBurst)
+	}
+	return s
+}
 
 func (p *publisher) snapshot() publisherSnapshot { return p.counters.snapshot() }
 

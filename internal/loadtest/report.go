@@ -91,6 +91,24 @@ type PublisherStats struct {
 	KeyframeRequestsTotal uint64 `json:"keyframe_requests_total"`
 	WriteErrors           uint64 `json:"write_errors,omitempty"`
 	ConnectionFailed      bool   `json:"connection_failed,omitempty"`
+	// Pacer is the WHIP publisher's video pacer; nil for SRT ingest, which SRT paces.
+	Pacer *PacerStats `json:"pacer,omitempty"`
+}
+
+// PacerStats describes the publisher's video pacer and what it added before the packets left:
+// Delay starts when a packet is written, after its wait here.
+type PacerStats struct {
+	// Factor is Config.Pacing: video leaves at Factor × the video bitrate; 0 is no pacing (each
+	// frame's packets back to back).
+	Factor float64 `json:"factor"`
+	// RateBps is the pacing rate, Factor × the video bitrate; 0 without pacing.
+	RateBps float64 `json:"rate_bps"`
+	// BurstMs is how much of the pacing rate may leave at once.
+	BurstMs float64 `json:"burst_ms"`
+	// Wait is how long video packets waited, from their frame's due time to their write, inside
+	// the window: the pacer's queueing (a keyframe's tail, and the frames queued behind it), plus
+	// the send loop's own lateness, which is all there is without pacing.
+	Wait Percentiles `json:"wait"`
 }
 
 // ProcessUsage is a server process's CPU inside the window and its memory growth over the run.
@@ -152,6 +170,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		line("publisher", "video %.2f Mbit/s, %d video + %d audio packets, %d keyframes, %d keyframe requests (%d in all)%s",
 			p.VideoBitrate/1e6, p.VideoPackets, p.AudioPackets, p.Keyframes, p.KeyframeRequests,
 			p.KeyframeRequestsTotal, failed)
+		if p.Pacer != nil {
+			line("pacer", "%s", pacerText(*p.Pacer))
+		}
 	}
 	for _, p := range r.ServerProcesses {
 		line(fmt.Sprintf("server pid %d", p.PID), "%s", usage(p))
@@ -171,6 +192,14 @@ func pct(p Percentiles) string {
 	}
 	return fmt.Sprintf("p50 %.1f ms  p95 %.1f ms  p99 %.1f ms  max %.1f ms  (%d samples)",
 		p.P50Ms, p.P95Ms, p.P99Ms, p.MaxMs, p.Count)
+}
+
+func pacerText(p PacerStats) string {
+	how := "off, frames back to back"
+	if p.Factor > 0 {
+		how = fmt.Sprintf("%g × bitrate = %.2f Mbit/s, %s ms burst", p.Factor, p.RateBps/1e6, msShort(p.BurstMs))
+	}
+	return how + "; video packets waited " + pct(p.Wait)
 }
 
 func fanout(f FanoutDelay) string {

@@ -73,12 +73,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 type mediaPublisher interface {
 	Close(ctx context.Context)
 	snapshot() publisherSnapshot
+	// pacerStats is the video pacer's settings and waits inside the window, once Close returned;
+	// nil when the publisher has no pacer of its own.
+	pacerStats() *PacerStats
 	// Failed reports whether the publisher's connection failed after it was up.
 	Failed() bool
 }
 
 // run is the state of one Run call. Only the goroutine of execute touches its fields, except
-// measuring (read by every track reader) and failures (counted by connect goroutines).
+// measuring (read by every track reader and the publisher's video loop) and failures (counted by
+// connect goroutines).
 type run struct {
 	cfg       Config
 	log       *slog.Logger
@@ -110,7 +114,8 @@ func (r *run) execute(ctx context.Context, pubAPI *webrtc.API) (*Report, error) 
 		if r.cfg.ingest() == ProtoSRT {
 			pub, err = startSRTPublisher(r.cfg, r.log)
 		} else {
-			pub, err = startPublisher(ctx, r.cfg, pubAPI, &signaler{client: r.sig.client, token: r.cfg.publishToken()}, r.log)
+			pub, err = startPublisher(ctx, r.cfg, pubAPI, &signaler{client: r.sig.client, token: r.cfg.publishToken()},
+				&r.measuring, r.log)
 		}
 		if err != nil {
 			return nil, err

@@ -75,6 +75,12 @@ func TestRunEndToEnd(t *testing.T) {
 	} else if p.VideoBitrate < 0.5*600_000 || p.VideoBitrate > 2*600_000 {
 		t.Errorf("publisher video bitrate %.0f", p.VideoBitrate)
 	}
+	// Paced at 2.5 × 600k, the last packets of a keyframe (~18 KB, ~96 ms at 1.5 Mbit/s) wait at
+	// least ~80 ms, however fast the machine.
+	if p == nil || p.Pacer == nil || p.Pacer.Factor != DefaultPacing || p.Pacer.RateBps != DefaultPacing*600_000 ||
+		p.Pacer.Wait.Count == 0 || p.Pacer.Wait.MaxMs < 50 {
+		t.Errorf("pacer %+v", p.Pacer)
+	}
 	if got := srv.keyframeRequests.Load(); got < 4 {
 		t.Errorf("server sent %d keyframe requests, want one per viewer at least", got)
 	}
@@ -88,7 +94,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if rep.LoadTool.CPUSeconds <= 0 {
 		t.Errorf("load tool usage %+v", rep.LoadTool)
 	}
-	for _, want := range []string{"4 connected, 0 failed", "delay", "p99", "server pid"} {
+	for _, want := range []string{"4 connected, 0 failed", "delay", "p99", "server pid", "pacer", "2.5 × bitrate"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q", want)
 		}

@@ -126,7 +126,7 @@ func (p *srtPublisher) write(mux func() error) {
 func (p *srtPublisher) sendVideo(ctx context.Context) {
 	defer p.wg.Done()
 	gen := newH264Generator(p.bitrate, VideoFPS, int(GOPDuration*VideoFPS/time.Second), 1)
-	pace(ctx, time.Second/VideoFPS, func(n int) {
+	pace(ctx, time.Second/VideoFPS, func(n int, _ time.Time) {
 		nals, key := gen.nextAccessUnit(false)
 		if key {
 			p.counters.keyframes.Add(1)
@@ -147,7 +147,7 @@ func (p *srtPublisher) sendVideo(ctx context.Context) {
 func (p *srtPublisher) sendAudio(ctx context.Context) {
 	defer p.wg.Done()
 	payload := newOpusPayload(2)
-	pace(ctx, opusFrameDuration, func(n int) {
+	pace(ctx, opusFrameDuration, func(n int, _ time.Time) {
 		pts := int64(n) * int64(opusFrameDuration) * 90_000 / int64(time.Second)
 		p.write(func() error {
 			writeStamp(payload, time.Now().UnixNano())
@@ -164,6 +164,9 @@ func (p *srtPublisher) Close(context.Context) {
 }
 
 func (p *srtPublisher) snapshot() publisherSnapshot { return p.counters.snapshot() }
+
+// pacerStats is nil: SRT paces its own sending.
+func (p *srtPublisher) pacerStats() *PacerStats { return nil }
 
 // Failed reports whether sending failed: SRT writes fail once the connection is gone.
 func (p *srtPublisher) Failed() bool { return p.counters.writeErrors.Load() > 0 }

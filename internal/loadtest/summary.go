@@ -63,6 +63,7 @@ func (r *run) report(w *window) *Report {
 	}
 	if !r.cfg.NoPublish {
 		rep.Publisher = publisherStats(w.pubFirst, w.pubLast, r.pub.Failed())
+		rep.Publisher.Pacer = r.pub.pacerStats()
 	}
 	forwarded := rep.Video.Packets + rep.Audio.Packets
 	var total ProcessUsage
