@@ -15,8 +15,8 @@ import (
 // reports are written by the group too, so RTP to a viewer only ever comes from its group.
 
 // groupViewers is the most viewers one group goroutine serves: small enough that the last viewer
-// of a group is not kept waiting by the others (about 1–3 µs each), large enough that a round
-// fills a sendmmsg batch.
+// of a group is not kept waiting long by the others (a few µs each), large enough that a round
+// fills several sendmmsg batches and wakes few goroutines per packet.
 const groupViewers = 64
 
 // rtxQueue bounds a group's pending retransmission requests.

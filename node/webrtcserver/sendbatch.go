@@ -24,8 +24,10 @@ import (
 // DTLS and RTCP, written by pion's goroutines, go straight to the socket as before. No lock is
 // shared between groups: each has its own batch.
 
-// sendBatchSize is the most datagrams one sendmmsg carries.
-const sendBatchSize = 64
+// sendBatchSize is the most datagrams one sendmmsg carries: 16 lets the first viewers' datagrams
+// of a round leave after 16 encryptions rather than 64 (at 200 viewers the fan-out's p95 went from
+// 4.3 to 3.1 ms) while the system call's own cost is still spread thin.
+const sendBatchSize = 16
 
 // batchUDPMux is pion's ICE UDP mux with conns that can batch.
 type batchUDPMux struct {
