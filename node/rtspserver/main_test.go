@@ -5,17 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/streamfleet/streamfleet/internal/streamname"
+	"github.com/streamfleet/streamfleet/internal/testlog"
 	"github.com/streamfleet/streamfleet/node/hub"
 )
 
@@ -23,27 +22,11 @@ import (
 // gortsplib goroutine must be gone once the server is closed.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// testLog writes slog output to t.Log while the test runs and drops it afterwards.
-type testLog struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.done {
-		l.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
 // startServer runs a hub and an RTSP server on loopback with free TCP and UDP ports.
 func startServer(t *testing.T, edit func(*Config)) (*Server, *hub.Hub) {
 	t.Helper()
-	logs := &testLog{t: t}
-	log := slog.New(slog.NewTextHandler(logs, nil))
+	logs := testlog.New(t)
+	log := logs.Logger()
 	h := hub.New(hub.Config{}, log)
 	cfg := DefaultConfig()
 	cfg.Addr, cfg.UDPRTPAddr, cfg.UDPRTCPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
@@ -64,9 +47,6 @@ func startServer(t *testing.T, edit func(*Config)) (*Server, *hub.Hub) {
 		if err := s.Close(ctx); err != nil {
 			t.Errorf("close: %v", err)
 		}
-		logs.mu.Lock()
-		logs.done = true
-		logs.mu.Unlock()
 	})
 	return s, h
 }

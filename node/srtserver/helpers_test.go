@@ -4,48 +4,23 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	srt "github.com/datarhei/gosrt"
 
 	"github.com/streamfleet/streamfleet/internal/streamname"
+	"github.com/streamfleet/streamfleet/internal/testlog"
 	"github.com/streamfleet/streamfleet/node/hub"
 )
 
-// testLog writes slog lines to t.Log while the test runs and drops later ones.
-type testLog struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-	buf  strings.Builder
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	if !l.done {
-		l.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (l *testLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // startServer runs a hub and an SRT server on a free port of 127.0.0.1.
-func startServer(t *testing.T, configure func(*Config)) (*Server, *hub.Hub, *testLog) {
+func startServer(t *testing.T, configure func(*Config)) (*Server, *hub.Hub, *testlog.Writer) {
 	t.Helper()
-	logs := &testLog{t: t}
-	log := slog.New(slog.NewTextHandler(logs, nil))
+	logs := testlog.New(t)
+	log := logs.Logger()
 	h := hub.New(hub.Config{Grace: 0}, log)
 	cfg := DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
@@ -66,9 +41,6 @@ func startServer(t *testing.T, configure func(*Config)) (*Server, *hub.Hub, *tes
 			t.Error(err)
 		}
 		h.Close()
-		logs.mu.Lock()
-		logs.done = true
-		logs.mu.Unlock()
 	})
 	return s, h, logs
 }
