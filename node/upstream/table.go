@@ -8,6 +8,11 @@
 // pulls from the origin holding the stream. Failed (no fresh heartbeat) and draining nodes, nodes
 // without an RTSP address, and the node itself are left out (a draining origin that holds the
 // stream stays, last: it is where the stream is, and draining nodes keep serving node pulls).
+//
+// A stalled watch (a NATS server dying, JetStream electing a new leader) must not look like every
+// node failing at once: the asking node's own heartbeat, written every second, is the probe. While
+// it has not come back for stallAfter, liveness is judged at the moment it last did (for at most
+// maxFreeze), as the stream managers do with their own probe.
 package upstream
 
 import (
@@ -15,6 +20,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamfleet/streamfleet/internal/contract"
@@ -37,6 +43,7 @@ type Query struct {
 type Table struct {
 	failAfter time.Duration
 	now       func() time.Time
+	frozen    atomic.Uint64
 
 	mu     sync.Mutex
 	nodes  map[string]*nodeEntry
@@ -179,6 +186,31 @@ func (t *Table) alive(n *nodeEntry, now time.Time) bool {
 	return n.hasRec && !n.hbAt.IsZero() && now.Sub(n.hbAt) < t.failAfter
 }
 
+const (
+	// stallAfter: the asking node's own heartbeat this much older than its interval means the
+	// heartbeats watch is not flowing.
+	stallAfter = 2 * contract.HeartbeatInterval
+	// maxFreeze bounds how long liveness stays judged at the stall's start.
+	maxFreeze = 30 * time.Second
+)
+
+// judgedAt is the time liveness is judged at for the node self: now, or while the heartbeats
+// watch has stalled, the moment self's own heartbeat was last on time. The caller holds t.mu.
+func (t *Table) judgedAt(self string, now time.Time) time.Time {
+	n := t.nodes[self]
+	if n == nil || n.hbAt.IsZero() {
+		return now
+	}
+	if age := now.Sub(n.hbAt); age <= stallAfter || age > maxFreeze {
+		return now
+	}
+	t.frozen.Add(1)
+	return n.hbAt.Add(stallAfter)
+}
+
+// FrozenLookups counts lookups answered while the heartbeats watch was stalled.
+func (t *Table) FrozenLookups() uint64 { return t.frozen.Load() }
+
 // util is a node's utilization: the larger of sessions and outgoing bitrate over capacity (a
 // node without a capacity counts its sessions against a million).
 func util(n *nodeEntry) float64 {
@@ -201,8 +233,8 @@ func (t *Table) Upstreams(q Query) ([]string, error) {
 	if q.Role != contract.RoleEdge && q.Role != contract.RoleRelay {
 		return nil, nil
 	}
-	now := t.now()
 	t.mu.Lock()
+	now := t.judgedAt(q.Self, t.now())
 	routes := t.routes[q.Stream]
 	held := false // an origin (ingest route) holds the stream, alive or not
 	var origins, relays []candidate

@@ -197,3 +197,40 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledWatchFreezesLiveness: while the asking node's own heartbeat has not come back for
+// more than stallAfter (the watch is stalled), nodes that were alive when it last came back stay
+// alive, for at most maxFreeze; a node already failed before the stall stays failed; without its
+// own heartbeat, or once it flows again, liveness is judged now.
+func TestStalledWatchFreezesLiveness(t *testing.T) {
+	f := newFixture(t)
+	f.add(node{id: "origin-1", role: contract.RoleOrigin, carries: []string{"live/a"}})
+	f.add(node{id: "relay-dead", role: contract.RoleRelay, hbAge: 5 * time.Second})
+	f.add(node{id: "relay-1", role: contract.RoleRelay})
+	f.add(node{id: "edge-1", role: contract.RoleEdge})
+	q := Query{Stream: "live/a", Self: "edge-1", Role: contract.RoleEdge}
+	start := f.now
+
+	f.now = start.Add(10 * time.Second) // no heartbeat has arrived for 10 s
+	if got, want := ids(f.upstreams(q)), []string{"relay-1", "origin-1"}; !slices.Equal(got, want) {
+		t.Fatalf("stalled 10 s: %v, want %v (judged when the watch last flowed)", got, want)
+	}
+	if f.tab.FrozenLookups() != 1 {
+		t.Errorf("%d frozen lookups, want 1", f.tab.FrozenLookups())
+	}
+	f.now = start.Add(maxFreeze + time.Second)
+	if _, err := f.tab.Upstreams(q); !errors.Is(err, ErrNoLiveUpstream) {
+		t.Fatalf("stalled past maxFreeze: %v, want ErrNoLiveUpstream (judged now)", err)
+	}
+	// The watch flows again: the edge's own heartbeat is fresh, the others' are not.
+	f.tab.SetHeartbeat(contract.Heartbeat{V: contract.Version, Node: "edge-1"}, f.now)
+	if _, err := f.tab.Upstreams(q); !errors.Is(err, ErrNoLiveUpstream) {
+		t.Fatalf("flowing, the others silent: %v, want ErrNoLiveUpstream", err)
+	}
+	// A node with no heartbeat of its own in the table (not reporting yet) is judged now.
+	f.now = start.Add(10 * time.Second)
+	q.Self = "edge-unknown"
+	if _, err := f.tab.Upstreams(q); !errors.Is(err, ErrNoLiveUpstream) {
+		t.Fatalf("asking node unknown: %v, want ErrNoLiveUpstream", err)
+	}
+}
