@@ -76,6 +76,11 @@ func TestSRTPublishWatchWHEP(t *testing.T) {
 	if w, _ := st.Stats["frameWidth"].(float64); w != 640 {
 		t.Errorf("frame width %v, want 640", st.Stats["frameWidth"])
 	}
+	// SRT delivers whole frames: their packets reach the viewer in UDP GSO messages, which
+	// Chromium has just decoded.
+	if ws := n.WebRTC().Stats(); ws.GSOMessages.Load() == 0 || ws.GSODisabled.Load() != 0 {
+		t.Errorf("%d GSO messages, GSO refused %d times; want some, and none refused", ws.GSOMessages.Load(), ws.GSODisabled.Load())
+	}
 }
 
 // h264AccessUnits encodes seconds of the test pattern with x264 (baseline, an AUD per frame) and

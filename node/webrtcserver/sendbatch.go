@@ -178,8 +178,18 @@ type sendBatch struct {
 	bufs  [][]byte
 	sa4   []unix.RawSockaddrInet4
 	sa6   []unix.RawSockaddrInet6
+	dest  []netip.AddrPort // per datagram
 	n     int
-	sent  int // progress of the current flush
+
+	// The messages of a flush: each one datagram, or with UDP GSO (gso) a run of datagrams to one
+	// address sent as one, which the kernel cuts into datagrams after the stack's per-packet work.
+	// first is each message's first datagram; sent is the flush's progress, in messages.
+	gso   bool
+	msgs  []unix.Mmsghdr
+	ctrl  []byte
+	first []int
+	m     int
+	sent  int
 	// at is the hub arrival time (UnixNano) of the packet being written, for the datagrams
 	// committed until it changes (0: not measured, as for retransmissions); arrivals holds it per
 	// datagram.
@@ -218,8 +228,13 @@ func newSendBatch(conn net.PacketConn, stats *Stats) (*sendBatch, error) {
 		bufs:  make([][]byte, sendBatchSize),
 		sa4:   make([]unix.RawSockaddrInet4, sendBatchSize),
 		sa6:   make([]unix.RawSockaddrInet6, sendBatchSize),
+		dest:  make([]netip.AddrPort, sendBatchSize),
 		stats: stats,
 
+		gso:      true,
+		msgs:     make([]unix.Mmsghdr, sendBatchSize),
+		ctrl:     make([]byte, sendBatchSize*unix.CmsgSpace(2)),
+		first:    make([]int, sendBatchSize),
 		arrivals: make([]int64, sendBatchSize),
 	}
 	b.write = b.sendmmsg
@@ -251,6 +266,7 @@ func (b *sendBatch) commit(n int, addr netip.AddrPort) {
 	i := b.n
 	b.iovs[i].SetLen(n)
 	b.arrivals[i] = b.at
+	b.dest[i] = addr
 	h := &b.hdrs[i].Hdr
 	port := addr.Port()
 	if b.inet6 {
@@ -281,16 +297,26 @@ func (b *sendBatch) flush() {
 	}
 	b.stats.SendBatches.Add(1)
 	b.stats.BatchedPackets.Add(uint64(b.n))
-	for b.sent = 0; b.sent < b.n; {
+	b.sent = 0
+	b.messages(0)
+	for b.sent < b.m {
 		b.errno = 0
 		if err := b.raw.Write(b.write); err != nil {
-			b.stats.SendErrors.Add(uint64(b.n - b.sent))
+			b.stats.SendErrors.Add(uint64(b.n - b.first[b.sent]))
 			break // the socket is closed
 		}
-		if b.errno != 0 {
-			b.stats.SendErrors.Add(1)
-			b.sent++ // the first one failed: skip it
+		if b.errno == 0 {
+			continue
 		}
+		if segs := b.segments(b.sent); segs > 1 && (b.errno == unix.EIO || b.errno == unix.EINVAL) {
+			// No UDP GSO here (the kernel, or the device, refused it): datagram by datagram from now.
+			b.gso = false
+			b.stats.GSODisabled.Add(1)
+			b.messages(b.first[b.sent])
+			continue
+		}
+		b.stats.SendErrors.Add(uint64(b.segments(b.sent)))
+		b.sent++ // the first one failed: skip it
 	}
 	now := time.Now().UnixNano()
 	for _, at := range b.arrivals[:b.n] {
@@ -301,9 +327,55 @@ func (b *sendBatch) flush() {
 	b.n = 0
 }
 
+// gsoMaxSegment is the largest datagram sent in a GSO run: a GSO segment may not exceed the
+// path MTU (1500 on most links) less the IP and UDP headers, where a lone datagram would be
+// fragmented instead.
+const gsoMaxSegment = 1400
+
+// messages builds the flush's messages from datagram from on (earlier messages are kept): with
+// GSO, consecutive datagrams to one address, all of the first's size but the last, which may be
+// shorter, make one message.
+func (b *sendBatch) messages(from int) {
+	m := b.sent
+	cs := unix.CmsgSpace(2)
+	for i := from; i < b.n; m++ {
+		size := b.iovs[i].Len
+		j := i + 1
+		if b.gso && size <= gsoMaxSegment {
+			for j < b.n && b.dest[j] == b.dest[i] && b.iovs[j-1].Len == size && b.iovs[j].Len <= size {
+				j++
+			}
+		}
+		h := &b.msgs[m].Hdr
+		*h = b.hdrs[i].Hdr // the first datagram's address and iovec
+		h.Iovlen = uint64(j - i)
+		if j-i > 1 {
+			c := b.ctrl[m*cs : (m+1)*cs]
+			cm := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+			cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+			cm.SetLen(unix.CmsgLen(2))
+			*(*uint16)(unsafe.Pointer(&c[unix.CmsgLen(0)])) = uint16(size)
+			h.Control = &c[0]
+			h.SetControllen(cs)
+			b.stats.GSOMessages.Add(1)
+		}
+		b.first[m] = i
+		i = j
+	}
+	b.m = m
+}
+
+// segments is how many datagrams message m carries.
+func (b *sendBatch) segments(m int) int {
+	if m+1 < b.m {
+		return b.first[m+1] - b.first[m]
+	}
+	return b.n - b.first[m]
+}
+
 // sendmmsg is the raw.Write callback: false to wait until the socket is writable.
 func (b *sendBatch) sendmmsg(fd uintptr) bool {
-	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[b.sent])), uintptr(b.n-b.sent), 0, 0, 0)
+	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[b.sent])), uintptr(b.m-b.sent), 0, 0, 0)
 	switch errno {
 	case 0:
 		b.sent += int(n)

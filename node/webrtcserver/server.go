@@ -66,6 +66,10 @@ type Stats struct {
 	SendBatches    atomic.Uint64
 	BatchedPackets atomic.Uint64
 	SendErrors     atomic.Uint64
+	// GSOMessages counts messages that carried several datagrams to one viewer (UDP GSO);
+	// GSODisabled the batches that found the kernel refusing it and went on without.
+	GSOMessages atomic.Uint64
+	GSODisabled atomic.Uint64
 	// OwnSRTPViewers counts viewers whose RTP the node encrypted itself after the first packet
 	// matched pion's; OwnSRTPFallbacks those left to pion because it did not.
 	OwnSRTPViewers   atomic.Uint64
