@@ -25,15 +25,8 @@ func runDev(ctx context.Context, args []string) error {
 	cfg.SRT.Addr = "127.0.0.1:9000"
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	finish := nodeFlags(fs, &cfg)
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	requireTokens := fs.Bool("auth", false, "make the nodes require signed tokens (minted by the manager; the banner prints them)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := finish(); err != nil {
-		return err
-	}
-	log, err := newLogger(*logLevel)
+	log, err := parseCommand(fs, args, finish)
 	if err != nil {
 		return err
 	}

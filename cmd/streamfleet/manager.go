@@ -49,15 +49,7 @@ func managerFlags(fs *flag.FlagSet, cfg *streammanager.Config) (finish func() er
 func runManager(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	cfg := streammanager.DefaultConfig()
-	finish := managerFlags(fs, &cfg)
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := finish(); err != nil {
-		return err
-	}
-	log, err := newLogger(*logLevel)
+	log, err := parseCommand(fs, args, managerFlags(fs, &cfg))
 	if err != nil {
 		return err
 	}
@@ -65,17 +57,5 @@ func runManager(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := m.Start(ctx); err != nil {
-		_ = m.Close()
-		return err
-	}
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-m.Err():
-	}
-	if err := m.Close(); serveErr == nil {
-		serveErr = err
-	}
-	return serveErr
+	return serve(ctx, m, nil)
 }

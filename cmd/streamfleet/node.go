@@ -142,6 +142,47 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
+// parseCommand adds --log-level to fs, parses args, lets finish complete and check the
+// configuration the other flags filled in, and returns the logger.
+func parseCommand(fs *flag.FlagSet, args []string, finish func() error) (*slog.Logger, error) {
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := finish(); err != nil {
+		return nil, err
+	}
+	return newLogger(*logLevel)
+}
+
+// service is what a command runs: a node or a stream manager.
+type service interface {
+	Start(ctx context.Context) error
+	Err() <-chan error
+	Close() error
+}
+
+// serve starts s, calls started (if any) once it serves, and runs it until ctx ends (a signal) or
+// it fails, then closes it.
+func serve(ctx context.Context, s service, started func()) error {
+	if err := s.Start(ctx); err != nil {
+		_ = s.Close()
+		return err
+	}
+	if started != nil {
+		started()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-s.Err():
+	}
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func runNode(ctx context.Context, args []string) error {
 	return serveNode(ctx, "node", node.DefaultConfig(), args, nil)
 }
@@ -150,15 +191,7 @@ func runNode(ctx context.Context, args []string) error {
 // any) once it serves.
 func serveNode(ctx context.Context, name string, cfg node.Config, args []string, started func(*node.Node)) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	finish := nodeFlags(fs, &cfg)
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := finish(); err != nil {
-		return err
-	}
-	log, err := newLogger(*logLevel)
+	log, err := parseCommand(fs, args, nodeFlags(fs, &cfg))
 	if err != nil {
 		return err
 	}
@@ -166,25 +199,9 @@ func serveNode(ctx context.Context, name string, cfg node.Config, args []string,
 	if err != nil {
 		return err
 	}
-	if err := n.Start(ctx); err != nil {
-		_ = n.Close()
-		return err
-	}
-	if started != nil {
-		started(n)
-	}
-	return waitAndClose(ctx, n)
-}
-
-// waitAndClose serves until ctx ends (a signal) or the node fails, then closes it.
-func waitAndClose(ctx context.Context, n *node.Node) error {
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-n.Err():
-	}
-	if cerr := n.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return serve(ctx, n, func() {
+		if started != nil {
+			started(n)
+		}
+	})
 }
