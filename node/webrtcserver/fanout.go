@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/streamfleet/streamfleet/node/hub"
 )
 
@@ -87,6 +89,10 @@ func (vs *whepSession) ownSRTP(g *group) {
 	for _, vt := range vs.tracks {
 		vt.out = out
 	}
+	// A newly selected pair: pion's next write goes to its address (and is compared again).
+	vs.tracks[0].sender.Transport().ICETransport().OnSelectedCandidatePairChange(func(*webrtc.ICECandidatePair) {
+		out.reverify.Store(true)
+	})
 }
 
 // reserve finds or starts a group of the stream with room for one more viewer.

@@ -115,7 +115,7 @@ func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
 		defer vs[i].close()
 	}
 	waitGrouped(ctx, t, s, viewers, vs...)
-	sendSR(t, pub, 2500*time.Millisecond)
+	step := sendSR(t, pub, 2500*time.Millisecond, 0)
 
 	now := time.Now()
 
@@ -165,17 +165,42 @@ func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
 		t.Errorf("own SRTP for %d viewers, %d left to pion; want %d and 0", own, fell, viewers)
 	}
 
+	// A change of a viewer's selected ICE pair (pion's callback sets reverify) sends its next
+	// packet through pion again, compared again; the viewers keep receiving every packet.
+	for _, sess := range sessionsOf(s) {
+		if vs, ok := sess.(*whepSession); ok {
+			vs.tracks[0].out.reverify.Store(true)
+		}
+	}
+	before := make([]int, len(vs))
+	for i, v := range vs {
+		v.mu.Lock()
+		before[i] = v.packets[v.ssrc["video"]]
+		v.mu.Unlock()
+	}
+	sendSR(t, pub, 500*time.Millisecond, step)
+	if n := s.stats.OwnSRTPVerifications.Load(); n != 2*viewers || s.stats.OwnSRTPFallbacks.Load() != 0 {
+		t.Errorf("%d matching comparisons (%d fallbacks), want %d: each viewer's first packet and the one after its pair changed", n, s.stats.OwnSRTPFallbacks.Load(), 2*viewers)
+	}
+	for i, v := range vs {
+		v.mu.Lock()
+		if got := v.packets[v.ssrc["video"]] - before[i]; got < 10 {
+			t.Errorf("viewer %d: %d video packets after the re-verification, want about 15", i, got)
+		}
+		v.mu.Unlock()
+	}
+
 	// A NACK for a video packet already sent is answered from the layer's history, by the group.
 	v := vs[0]
 	v.mu.Lock()
 	ssrc := v.ssrc["video"]
 	seq := v.lastSeq[ssrc]
 	v.mu.Unlock()
-	before := s.stats.Retransmissions.Load()
+	rtxBefore := s.stats.Retransmissions.Load()
 	if err := v.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: seq - 5}}}}); err != nil {
 		t.Fatal(err)
 	}
-	for s.stats.Retransmissions.Load() == before {
+	for s.stats.Retransmissions.Load() == rtxBefore {
 		if time.Now().After(now.Add(5 * time.Second)) {
 			t.Fatal("NACK not answered")
 		}
@@ -249,11 +274,12 @@ func waitGrouped(ctx context.Context, t *testing.T, s *Server, n int, vs ...*srV
 }
 
 // sendSR publishes d of media: 30 video and 50 audio packets a second, consecutive sequence
-// numbers from 0.
-func sendSR(t *testing.T, pub *rtctest.Publisher, d time.Duration) {
+// numbers from step from (0 at first; the returned step to go on).
+func sendSR(t *testing.T, pub *rtctest.Publisher, d time.Duration, from int) int {
 	t.Helper()
 	start := time.Now()
-	for i := 0; time.Since(start) < d; i++ {
+	i := from
+	for ; time.Since(start) < d; i++ {
 		if i%3 == 0 {
 			f := uint32(i / 3)
 			p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(f), Timestamp: f * 3000, Marker: true},
@@ -273,6 +299,7 @@ func sendSR(t *testing.T, pub *rtctest.Publisher, d time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
+	return i + 6 - i%6 // the next step that starts a video and an audio frame
 }
 
 // TestOwnSRTPProfilesAndFallback: a viewer that offers only AES-CM-HMAC-SHA1-80 gets the node's
@@ -299,7 +326,7 @@ func TestOwnSRTPProfilesAndFallback(t *testing.T) {
 	})
 	defer passive.close()
 	waitGrouped(ctx, t, s, 2, cm, passive)
-	sendSR(t, pub, 1500*time.Millisecond)
+	sendSR(t, pub, 1500*time.Millisecond, 0)
 
 	if own, fell := s.stats.OwnSRTPViewers.Load(), s.stats.OwnSRTPFallbacks.Load(); own != 1 || fell != 0 {
 		t.Errorf("own SRTP for %d viewers, %d fell back; want 1 (the AES-CM viewer) and 0", own, fell)
@@ -315,6 +342,17 @@ func TestOwnSRTPProfilesAndFallback(t *testing.T) {
 		}
 		v.mu.Unlock()
 	}
+}
+
+// sessionsOf is the server's sessions.
+func sessionsOf(s *Server) []session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		out = append(out, sess)
+	}
+	return out
 }
 
 func groupMembers(s *Server) int {

@@ -74,6 +74,9 @@ type Stats struct {
 	// matched pion's; OwnSRTPFallbacks those left to pion because it did not.
 	OwnSRTPViewers   atomic.Uint64
 	OwnSRTPFallbacks atomic.Uint64
+	// OwnSRTPVerifications counts the comparisons that matched: a viewer's first packet, and the
+	// first after each change of its selected ICE pair.
+	OwnSRTPVerifications atomic.Uint64
 	// FanoutDelay is the hub → kernel delay of every batched datagram.
 	FanoutDelay        DelayHistogram
 	SessionsRejected   atomic.Uint64

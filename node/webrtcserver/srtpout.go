@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
@@ -14,12 +15,16 @@ import (
 // in the group's sendmmsg batch, skipping pion's write path. It serves every track of one viewer
 // and is used only on the viewer's group goroutine.
 type srtpOut struct {
-	ctx   *srtp.Context
-	conn  *muxConn
-	batch *sendBatch
-	state srtpState
-	stats *Stats
-	log   *slog.Logger
+	ctx    *srtp.Context
+	conn   *muxConn
+	batch  *sendBatch
+	state  srtpState
+	proven bool // a packet matched pion's once
+	stats  *Stats
+	log    *slog.Logger
+	// reverify asks that the next packet go through pion again: the viewer's selected ICE pair
+	// changed, and pion's write teaches the conn the new address (set from pion's goroutine).
+	reverify atomic.Bool
 
 	plain  []byte     // the packet in the clear, for the first packet's comparison
 	expect []byte     // the same packet as the node would encrypt it
@@ -39,15 +44,16 @@ const (
 const srtpOverhead = 20
 
 func newSRTPOut(ctx *srtp.Context, conn *muxConn, batch *sendBatch, stats *Stats, log *slog.Logger) *srtpOut {
-	return &srtpOut{
-		ctx: ctx, conn: conn, batch: batch, stats: stats, log: log,
-		plain: make([]byte, 0, sendBufSize), expect: make([]byte, 0, sendBufSize+srtpOverhead),
-	}
+	return &srtpOut{ctx: ctx, conn: conn, batch: batch, stats: stats, log: log}
 }
 
 // write sends one RTP packet to the viewer: through pion until the node's own encryption proved
 // identical to pion's, then by the node alone.
 func (o *srtpOut) write(w webrtc.TrackLocalWriter, h *rtp.Header, payload []byte) (int, error) {
+	if o.state == srtpOn && o.reverify.Load() {
+		o.reverify.Store(false)
+		o.state = srtpVerify
+	}
 	switch o.state {
 	case srtpOn:
 		return o.send(h, payload)
@@ -61,6 +67,9 @@ func (o *srtpOut) write(w webrtc.TrackLocalWriter, h *rtp.Header, payload []byte
 // ciphertexts on the way out (muxConn.WriteToAddrPort). A packet pion did not send through the
 // viewer's conn proves nothing, and the next one is tried.
 func (o *srtpOut) verify(w webrtc.TrackLocalWriter, h *rtp.Header, payload []byte) (int, error) {
+	if o.plain == nil {
+		o.plain, o.expect = make([]byte, 0, sendBufSize), make([]byte, 0, sendBufSize+srtpOverhead)
+	}
 	n, err := h.MarshalTo(o.plain[:cap(o.plain)])
 	if err != nil || n+len(payload) > cap(o.plain) {
 		return w.WriteRTP(h, payload)
@@ -79,7 +88,11 @@ func (o *srtpOut) verify(w webrtc.TrackLocalWriter, h *rtp.Header, payload []byt
 		return written, err
 	case o.conn.matched && o.conn.dest() != (netip.AddrPort{}):
 		o.state = srtpOn
-		o.stats.OwnSRTPViewers.Add(1)
+		o.stats.OwnSRTPVerifications.Add(1)
+		if !o.proven {
+			o.proven = true
+			o.stats.OwnSRTPViewers.Add(1)
+		}
 	default:
 		o.off("ciphertexts differ")
 	}
