@@ -266,9 +266,10 @@ func (t *Table) Upstreams(q Query) ([]string, error) {
 			regionOf[c.id] = t.nodes[c.id].rec.Region
 		}
 	}
+	routed := len(routes) > 0 // read under the lock: the watch changes the map
 	t.mu.Unlock()
 
-	if !held && (q.Role == contract.RoleRelay || len(routes) == 0) {
+	if !held && (q.Role == contract.RoleRelay || !routed) {
 		return nil, fmt.Errorf("%s: no node has it: %w", q.Stream, hub.ErrStreamNotFound)
 	}
 	byPreference := func(cs []candidate, tier func(candidate) int) {
