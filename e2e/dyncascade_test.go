@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
+	"regexp"
 	"testing"
 	"time"
 
@@ -118,6 +121,22 @@ func TestDynamicCascade(t *testing.T) {
 		t.Fatalf("edge: %d failovers, %d resolved attempts", edge.Puller().Stats().Failovers.Load(), edge.Puller().Stats().Resolved.Load())
 	}
 	checkSameSession(t, v, "video")
+
+	// The edge's /metrics shows its lookups in the routing table, none of them frozen.
+	resp, err := http.Get(edge.HTTPURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(body)
+	lookups := regexp.MustCompile(`(?m)^streamfleet_upstream_lookups_total\{[^}]*role="edge"\} ([0-9.e+]+)$`).FindStringSubmatch(metrics)
+	if lookups == nil || lookups[1] == "0" {
+		t.Errorf("edge /metrics: upstream lookups %v, want some", lookups)
+	}
+	if !regexp.MustCompile(`(?m)^streamfleet_upstream_lookups_frozen_total\{[^}]*\} 0$`).MatchString(metrics) {
+		t.Error("edge /metrics: frozen lookups missing or not 0 while NATS was healthy")
+	}
 }
 
 // deadRelay writes the record, a fresh heartbeat and a route of stream for a relay whose RTSP

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamfleet/streamfleet/node/cascade"
+	"github.com/streamfleet/streamfleet/node/upstream"
 )
 
 // registerCascadeMetrics adds the puller's figures to reg: on every node the counters (zero
@@ -41,6 +42,31 @@ func registerCascadeMetrics(reg *prometheus.Registry, id string, role Role, p *c
 	reg.MustRegister(&pullCollector{p: p, desc: prometheus.NewDesc("streamfleet_upstream_pulls",
 		"Upstream sessions open now per pulled stream: 1 while pulling, however many readers; 0 between upstreams.",
 		[]string{"stream", "upstream"}, labels)})
+}
+
+// registerResolverMetrics adds the routing-table resolver's counters (zero on a node without
+// --nats, which has none).
+func registerResolverMetrics(reg *prometheus.Registry, id string, role Role, r *upstream.Resolver) {
+	labels := prometheus.Labels{"node": id, "role": string(role)}
+	counter := func(name, help string, f func(*upstream.Resolver) uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "streamfleet", Name: name, Help: help, ConstLabels: labels},
+			func() float64 {
+				if r == nil {
+					return 0
+				}
+				return float64(f(r))
+			}))
+	}
+	counter("upstream_lookups_total", "Upstream lookups in the node's copy of the routing table.",
+		func(r *upstream.Resolver) uint64 { return r.Stats().Lookups.Load() })
+	counter("upstream_lookups_empty_total", "Upstream lookups that found no upstream.",
+		func(r *upstream.Resolver) uint64 { return r.Stats().Empty.Load() })
+	counter("upstream_lookups_frozen_total", "Upstream lookups answered while the heartbeats watch was stalled (liveness judged at the stall's start).",
+		func(r *upstream.Resolver) uint64 { return r.Table().FrozenLookups() })
+	counter("routing_bad_entries_total", "Routing-table KV entries ignored (undecodable, unknown version).",
+		func(r *upstream.Resolver) uint64 { return r.Stats().BadEntries.Load() })
+	counter("routing_watch_errors_total", "Routing-table watches that failed or ended and were started again.",
+		func(r *upstream.Resolver) uint64 { return r.Stats().WatchErrors.Load() })
 }
 
 // pullCollector reports streamfleet_upstream_pulls{stream,upstream} for every pull under way.

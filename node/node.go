@@ -119,6 +119,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	registerSRTMetrics(reg, cfg.ID, cfg.Role, ss)
 	registerAuthMetrics(reg, cfg.ID, cfg.Role, authz)
 	registerCascadeMetrics(reg, cfg.ID, cfg.Role, n.puller)
+	registerResolverMetrics(reg, cfg.ID, cfg.Role, n.resolver)
 	n.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	n.mux.HandleFunc("GET /healthz", n.handleHealth)
 	if cfg.Pprof {
