@@ -13,6 +13,7 @@ import (
 
 	"github.com/streamfleet/streamfleet/internal/contract"
 	"github.com/streamfleet/streamfleet/internal/natstest"
+	"github.com/streamfleet/streamfleet/internal/proctest"
 )
 
 func startManager(t *testing.T, id, url string, replicas int) *Manager {
@@ -92,18 +93,6 @@ func (f *fakeNode) kill() {
 	<-f.done
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func subscribeNode(m *Manager, stream string) string {
 	c, err := m.State().Subscribe(Request{Stream: stream, Protocol: "webrtc"})
 	if err != nil {
@@ -118,7 +107,7 @@ func TestFailureDetection(t *testing.T) {
 	m := startManager(t, "m1", s.ClientURL(), 1)
 	e1 := startFakeNode(t, s.ClientURL(), "e1", "edge", "eu")
 	startFakeNode(t, s.ClientURL(), "e2", "edge", "eu")
-	waitFor(t, "two edges in service", 5*time.Second, func() bool {
+	proctest.WaitFor(t, 5*time.Second, "two edges in service", func() bool {
 		n := 0
 		for _, v := range m.State().Nodes() {
 			if v.State == "in_service" {
@@ -129,7 +118,7 @@ func TestFailureDetection(t *testing.T) {
 	})
 	e1.kill()
 	killed := time.Now()
-	waitFor(t, "e1 failed", 5*time.Second, func() bool {
+	proctest.WaitFor(t, 5*time.Second, "e1 failed", func() bool {
 		v, _ := m.State().Node("e1")
 		return v.State == "failed"
 	})
@@ -153,11 +142,11 @@ func TestHAClusterOfThree(t *testing.T) {
 	startFakeNode(t, urls, "edge-a", "edge", "eu")
 	startFakeNode(t, urls, "origin-a", "origin", "eu")
 	for _, m := range []*Manager{m1, m2} {
-		waitFor(t, "nodes in service on "+m.cfg.ID, 10*time.Second, func() bool {
+		proctest.WaitFor(t, 10*time.Second, "nodes in service on "+m.cfg.ID, func() bool {
 			return subscribeNode(m, "s") == "edge-a"
 		})
 	}
-	waitFor(t, "one leader", 10*time.Second, func() bool {
+	proctest.WaitFor(t, 10*time.Second, "one leader", func() bool {
 		return m1.Leading() != m2.Leading() && m1.Leader() != "" && m1.Leader() == m2.Leader()
 	})
 	leader, other := m1, m2
@@ -172,13 +161,13 @@ func TestHAClusterOfThree(t *testing.T) {
 		t.Fatalf("drain: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	waitFor(t, "drain seen by the other manager", 5*time.Second, func() bool {
+	proctest.WaitFor(t, 5*time.Second, "drain seen by the other manager", func() bool {
 		v, _ := other.State().Node("edge-a")
 		return v.State == "draining"
 	})
 	// The leader goes away: the other takes over and answers.
 	_ = leader.Close()
-	waitFor(t, "new leader", 2*contract.LeaseTTL, func() bool { return other.Leading() })
+	proctest.WaitFor(t, 2*contract.LeaseTTL, "new leader", func() bool { return other.Leading() })
 	// A NATS server dies (the one m1 may have used first): state is kept, watches continue.
 	servers[0].Shutdown()
 	servers[0].WaitForShutdown()
@@ -187,7 +176,7 @@ func TestHAClusterOfThree(t *testing.T) {
 	}
 	req, _ = http.NewRequest(http.MethodDelete, other.URL()+"/api/v1/nodes/edge-a/drain", nil)
 	req.Header.Set("X-API-Key", testAPIKey)
-	waitFor(t, "undrain with two NATS servers", 10*time.Second, func() bool {
+	proctest.WaitFor(t, 10*time.Second, "undrain with two NATS servers", func() bool {
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return false
