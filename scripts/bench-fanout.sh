@@ -142,6 +142,6 @@ for br in $BITRATES; do
     fi
     kill "$node"; wait "$node" 2>/dev/null || true
     node=""
-    grep -E "subscribers|delay  |  video|  audio|node fan-out|pacer|time to 1st|packets|server pid|load tool|napi threads|netns drops" "$OUT/fanout-$tag.txt" | sed "s/^/[$tag] /"
+    grep -E "subscribers|delay  |delay to socket|  video|  audio|node fan-out|pacer|time to 1st|packets|server pid|load tool|napi threads|netns drops" "$OUT/fanout-$tag.txt" | sed "s/^/[$tag] /"
   done
 done

@@ -10,6 +10,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v4/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -74,10 +76,19 @@ func newPublisherAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 		webrtc.WithInterceptorRegistry(ir)), nil
 }
 
-// newSubscriberAPI returns the API shared by all subscribers: H264 42e01f (first), VP8 and Opus,
-// the MID header extension, and no interceptors unless receiverReports asks for RTCP receiver
-// reports. Each subscriber therefore costs the load tool only SRTP, demuxing and its own loop.
-func newSubscriberAPI(se webrtc.SettingEngine, receiverReports bool) (*webrtc.API, error) {
+// subscriberAPIs makes the API of each subscriber: H264 42e01f (first), VP8 and Opus, the MID
+// header extension, and no interceptors unless receiverReports asks for RTCP receiver reports,
+// so that a subscriber costs the load tool only SRTP, demuxing and its own loop. The media engine
+// and interceptors are shared (pion copies the engine per PeerConnection); what differs is the
+// network: each subscriber's sockets note the kernel receive time of its packets (stampNet).
+type subscriberAPIs struct {
+	se  webrtc.SettingEngine
+	m   *webrtc.MediaEngine
+	ir  *interceptor.Registry
+	net transport.Net
+}
+
+func newSubscriberAPIs(se webrtc.SettingEngine, receiverReports bool) (*subscriberAPIs, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, true); err != nil {
 		return nil, err
@@ -90,8 +101,19 @@ func newSubscriberAPI(se webrtc.SettingEngine, receiverReports bool) (*webrtc.AP
 		}
 		ir.Add(rr)
 	}
-	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m),
-		webrtc.WithInterceptorRegistry(ir)), nil
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("network interfaces: %w", err)
+	}
+	return &subscriberAPIs{se: se, m: m, ir: ir, net: n}, nil
+}
+
+// forSubscriber returns an API whose sockets note arrivals in arr.
+func (a *subscriberAPIs) forSubscriber(arr *arrivals) *webrtc.API {
+	se := a.se
+	se.SetNet(&stampNet{Net: a.net, arr: arr})
+	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(a.m),
+		webrtc.WithInterceptorRegistry(a.ir))
 }
 
 // registerCodecs registers the synthetic codecs, VP8 too when withVP8 (so that subscribers can

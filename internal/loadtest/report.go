@@ -31,7 +31,11 @@ type Report struct {
 	TimeToKeyframe Percentiles `json:"time_to_keyframe"`
 	// Delay is the one-way delay of stamped video and audio packets, publisher write to
 	// subscriber read, inside the measurement window.
-	Delay       Percentiles `json:"delay"`
+	Delay Percentiles `json:"delay"`
+	// SocketDelay is the same delay to the moment the kernel put the packet in the subscriber's
+	// socket (its receive timestamp): the delay the node and the network add, without the wait
+	// for the load tool's own reading (WHEP subscribers only).
+	SocketDelay Percentiles `json:"socket_delay"`
 	Video       MediaStats  `json:"video"`
 	Audio       MediaStats  `json:"audio"`
 	LossPercent float64     `json:"loss_percent"`
@@ -76,6 +80,7 @@ type MediaStats struct {
 	Lost        uint64      `json:"lost"`
 	LossPercent float64     `json:"loss_percent"`
 	Delay       Percentiles `json:"delay"`
+	SocketDelay Percentiles `json:"socket_delay"`
 	// SeqResets counts jumps in sequence numbers too large to be loss (a restarted stream).
 	SeqResets uint64 `json:"seq_resets,omitempty"`
 }
@@ -156,6 +161,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	line("delay", "%s", pct(r.Delay))
 	line("  video", "%s", pct(r.Video.Delay))
 	line("  audio", "%s", pct(r.Audio.Delay))
+	if r.SocketDelay.Count > 0 {
+		line("delay to socket", "%s", pct(r.SocketDelay))
+		line("  video", "%s", pct(r.Video.SocketDelay))
+		line("  audio", "%s", pct(r.Audio.SocketDelay))
+	}
 	if f := r.NodeFanoutDelay; f != nil {
 		line("node fan-out", "%s", fanout(*f))
 	}

@@ -36,7 +36,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	subAPI, err := newSubscriberAPI(se, cfg.ReceiverReports)
+	subAPIs, err := newSubscriberAPIs(se, cfg.ReceiverReports)
 	if err != nil {
 		return nil, err
 	}
@@ -61,10 +61,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		},
 	}
 	r := &run{
-		cfg:    cfg,
-		log:    log,
-		sig:    &signaler{client: client, token: cfg.Token},
-		subAPI: subAPI,
+		cfg:     cfg,
+		log:     log,
+		sig:     &signaler{client: client, token: cfg.Token},
+		subAPIs: subAPIs,
 	}
 	return r.execute(ctx, pubAPI)
 }
@@ -87,7 +87,7 @@ type run struct {
 	cfg       Config
 	log       *slog.Logger
 	sig       *signaler
-	subAPI    *webrtc.API
+	subAPIs   *subscriberAPIs
 	measuring atomic.Bool
 	failures  atomic.Int64
 	pub       mediaPublisher
@@ -184,7 +184,7 @@ func (r *run) ramp(ctx context.Context) error {
 			case ProtoRTSP:
 				s.setupErr = s.connectRTSP(r.cfg)
 			default:
-				s.setupErr = s.connect(cctx, r.subAPI, endpoint)
+				s.setupErr = s.connect(cctx, r.subAPIs, endpoint)
 			}
 			if s.setupErr != nil && ctx.Err() == nil {
 				level := slog.LevelDebug

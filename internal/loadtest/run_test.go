@@ -62,6 +62,15 @@ func TestRunEndToEnd(t *testing.T) {
 	if rep.Delay.P50Ms <= 0 || rep.Delay.P50Ms > 500 {
 		t.Errorf("delay p50 %.3f ms on loopback", rep.Delay.P50Ms)
 	}
+	// Every stamped packet reached a socket that timestamps, before the track reader saw it.
+	if rep.SocketDelay.Count == 0 || rep.SocketDelay.Count > rep.Delay.Count ||
+		rep.Video.SocketDelay.Count == 0 || rep.Audio.SocketDelay.Count == 0 {
+		t.Errorf("socket delay samples: all %d (of %d) video %d audio %d", rep.SocketDelay.Count, rep.Delay.Count,
+			rep.Video.SocketDelay.Count, rep.Audio.SocketDelay.Count)
+	}
+	if rep.SocketDelay.P50Ms <= 0 || rep.SocketDelay.P50Ms > rep.Delay.P50Ms || rep.SocketDelay.MaxMs > rep.Delay.MaxMs {
+		t.Errorf("socket delay %+v not within delay %+v", rep.SocketDelay, rep.Delay)
+	}
 	// 4 subscribers × 2.5 s × 50 audio packets/s, allowing for a slow machine under -race.
 	if rep.Audio.Packets < 4*50 || rep.Video.Packets < 4*30 {
 		t.Errorf("packets: video %d audio %d", rep.Video.Packets, rep.Audio.Packets)
@@ -94,7 +103,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if rep.LoadTool.CPUSeconds <= 0 {
 		t.Errorf("load tool usage %+v", rep.LoadTool)
 	}
-	for _, want := range []string{"4 connected, 0 failed", "delay", "p99", "server pid", "pacer", "2.5 × bitrate"} {
+	for _, want := range []string{"4 connected, 0 failed", "delay", "delay to socket", "p99", "server pid", "pacer", "2.5 × bitrate"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q", want)
 		}

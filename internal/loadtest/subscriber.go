@@ -39,6 +39,8 @@ type subscriber struct {
 
 	// Owned by the track readers until they are joined in close.
 	video, audio trackStats
+	// arr holds the kernel receive times of the WHEP subscriber's RTP packets (rxstamp.go).
+	arr *arrivals
 
 	mu      sync.Mutex
 	closing bool
@@ -49,6 +51,8 @@ type subscriber struct {
 type trackStats struct {
 	seq   seqCounter
 	delay histogram
+	// socketDelay ends when the datagram reached the subscriber's socket (WHEP only).
+	socketDelay histogram
 }
 
 func newSubscriber(id int, sig *signaler, measuring *atomic.Bool) *subscriber {
@@ -57,9 +61,10 @@ func newSubscriber(id int, sig *signaler, measuring *atomic.Bool) *subscriber {
 
 // connect sets up the PeerConnection and the WHEP session. On error the subscriber still has to be
 // closed (the server may hold a session for it).
-func (s *subscriber) connect(ctx context.Context, api *webrtc.API, endpoint string) error {
+func (s *subscriber) connect(ctx context.Context, apis *subscriberAPIs, endpoint string) error {
 	var err error
-	if s.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	s.arr = new(arrivals)
+	if s.pc, err = apis.forSubscriber(s.arr).NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("new peer connection: %w", err)
 	}
 	recvonly := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}
@@ -165,13 +170,13 @@ func (s *subscriber) readTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver)
 		if !ok {
 			continue
 		}
-		s.onRTP(isVideo, seq, payload, keyframeStart, &lastPLI, requestKeyframe)
+		s.onRTP(isVideo, seq, payload, keyframeStart, &lastPLI, requestKeyframe, ssrc)
 	}
 }
 
 // onRTP measures one RTP packet of a WHEP or RTSP subscriber.
 func (s *subscriber) onRTP(isVideo bool, seq uint16, payload []byte, keyframeStart func([]byte) bool,
-	lastPLI *time.Time, requestKeyframe func(),
+	lastPLI *time.Time, requestKeyframe func(), ssrc uint32,
 ) {
 	now := time.Now()
 	stats := &s.audio
@@ -187,6 +192,11 @@ func (s *subscriber) onRTP(isVideo bool, seq uint16, payload []byte, keyframeSta
 	stats.seq.add(seq)
 	if sent, ok := readStamp(payload); ok {
 		stats.delay.record(time.Duration(now.UnixNano() - sent))
+		if s.arr != nil {
+			if at, ok := s.arr.lookup(ssrc, seq); ok {
+				stats.socketDelay.record(time.Duration(at - sent))
+			}
+		}
 	}
 }
 

@@ -21,7 +21,7 @@ func (r *run) report(w *window) *Report {
 	}
 
 	var ttff, ttfk []time.Duration
-	var video, audio, all histogram
+	var video, audio, all, videoSock, audioSock, allSock histogram
 	var vseq, aseq seqCounter
 	for _, s := range r.subs {
 		if s.setupErr != nil {
@@ -46,16 +46,21 @@ func (r *run) report(w *window) *Report {
 		}
 		video.merge(&s.video.delay)
 		audio.merge(&s.audio.delay)
+		videoSock.merge(&s.video.socketDelay)
+		audioSock.merge(&s.audio.socketDelay)
 		addSeq(&vseq, &s.video.seq)
 		addSeq(&aseq, &s.audio.seq)
 	}
 	all.merge(&video)
 	all.merge(&audio)
+	allSock.merge(&videoSock)
+	allSock.merge(&audioSock)
 	rep.TimeToFirstFrame = exactPercentiles(ttff)
 	rep.TimeToKeyframe = exactPercentiles(ttfk)
 	rep.Delay = all.percentiles()
-	rep.Video = mediaStats(&vseq, &video)
-	rep.Audio = mediaStats(&aseq, &audio)
+	rep.SocketDelay = allSock.percentiles()
+	rep.Video = mediaStats(&vseq, &video, &videoSock)
+	rep.Audio = mediaStats(&aseq, &audio, &audioSock)
 	rep.LossPercent = lossPercent(rep.Video.Packets+rep.Audio.Packets, rep.Video.Lost+rep.Audio.Lost)
 
 	if r.cfg.NodeMetrics != "" {
@@ -104,13 +109,14 @@ func addSeq(total, c *seqCounter) {
 	total.resets += c.resets
 }
 
-func mediaStats(c *seqCounter, h *histogram) MediaStats {
+func mediaStats(c *seqCounter, h, sock *histogram) MediaStats {
 	got, lost := c.receivedTotal(), c.lost()
 	return MediaStats{
 		Packets:     got,
 		Lost:        lost,
 		LossPercent: lossPercent(got, lost),
 		Delay:       h.percentiles(),
+		SocketDelay: sock.percentiles(),
 		SeqResets:   c.resets,
 	}
 }

@@ -1,0 +1,191 @@
+package loadtest
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/pion/transport/v4"
+	"golang.org/x/sys/unix"
+)
+
+// A WHEP subscriber's delay is measured twice: when its track reader gets a packet (Delay), and
+// when the kernel put the datagram in the subscriber's socket (SocketDelay). The second is the
+// delay the node and the network add, publisher write to subscriber packet in, without the time
+// the packet then waits for the load tool's own goroutines (pion's read loop, SRTP, the track
+// reader), which on a shared machine is often longer than the node's part.
+//
+// The kernel's receive time comes from SO_TIMESTAMPNS on the subscriber's ICE sockets: pion gets
+// a transport.Net (stampNet) whose UDP sockets read with recvmsg, and each SRTP datagram's
+// cleartext SSRC and sequence number are noted with its time in the subscriber's arrivals, where
+// the track reader looks them up after decryption.
+
+// arrivalsPerSSRC is how many recent packets of one SSRC are remembered (seconds of video).
+const (
+	arrivalsPerSSRC = 256
+	arrivalSSRCs    = 4 // a subscriber has a video and an audio SSRC; room for a restart
+)
+
+// arrivals holds the kernel receive times of a subscriber's recent RTP packets. One socket read
+// loop writes and one track reader per SSRC reads, without locks: an SSRC claims a ring once, and
+// a slot is read as key, time, key so that a read racing a rewrite of its slot is discarded.
+type arrivals struct {
+	ssrcs [arrivalSSRCs]atomic.Uint64 // 1<<32 | SSRC once claimed
+	rings [arrivalSSRCs][arrivalsPerSSRC]arrivalSlot
+}
+
+type arrivalSlot struct {
+	key atomic.Uint32 // 1<<16 | sequence number; 0 while being written
+	at  atomic.Int64  // Unix ns
+}
+
+// ring returns the ring of ssrc, claiming a free one when claim is set; nil when there is none.
+func (a *arrivals) ring(ssrc uint32, claim bool) *[arrivalsPerSSRC]arrivalSlot {
+	want := 1<<32 | uint64(ssrc)
+	for i := range a.ssrcs {
+		v := a.ssrcs[i].Load()
+		if v == want {
+			return &a.rings[i]
+		}
+		if v == 0 {
+			if !claim {
+				return nil
+			}
+			if a.ssrcs[i].CompareAndSwap(0, want) {
+				return &a.rings[i]
+			}
+			if a.ssrcs[i].Load() == want {
+				return &a.rings[i]
+			}
+		}
+	}
+	return nil
+}
+
+// note records that the packet ssrc/seq arrived at Unix ns at.
+func (a *arrivals) note(ssrc uint32, seq uint16, at int64) {
+	r := a.ring(ssrc, true)
+	if r == nil {
+		return
+	}
+	s := &r[seq%arrivalsPerSSRC]
+	s.key.Store(0)
+	s.at.Store(at)
+	s.key.Store(1<<16 | uint32(seq))
+}
+
+// lookup returns when packet ssrc/seq arrived, if it is still remembered.
+func (a *arrivals) lookup(ssrc uint32, seq uint16) (int64, bool) {
+	r := a.ring(ssrc, false)
+	if r == nil {
+		return 0, false
+	}
+	s := &r[seq%arrivalsPerSSRC]
+	want := 1<<16 | uint32(seq)
+	if s.key.Load() != want {
+		return 0, false
+	}
+	at := s.at.Load()
+	if s.key.Load() != want {
+		return 0, false
+	}
+	return at, true
+}
+
+// noteDatagram notes the arrival of one received datagram if it is RTP (RFC 7983: first byte
+// 128–191; RFC 5761: RTCP has a second byte of 192–223). SRTP leaves the header in the clear.
+func (a *arrivals) noteDatagram(b []byte, at int64) {
+	if len(b) < 12 || b[0] < 128 || b[0] > 191 || (b[1] >= 192 && b[1] <= 223) {
+		return
+	}
+	a.note(binary.BigEndian.Uint32(b[8:]), binary.BigEndian.Uint16(b[2:]), at)
+}
+
+// stampNet is the transport.Net of one subscriber: the system's, with UDP sockets that note the
+// kernel receive time of every RTP datagram in arr.
+type stampNet struct {
+	transport.Net
+	arr *arrivals
+}
+
+// ListenUDP opens the socket and turns on receive timestamps; a socket that refuses them is
+// returned as it is (the subscriber then has no socket delay).
+func (n *stampNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := n.Net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := c.(*net.UDPConn)
+	if !ok || enableRxTimestamps(uc) != nil {
+		return c, nil
+	}
+	return &stampConn{UDPConn: uc, arr: n.arr, oob: make([]byte, unix.CmsgSpace(16))}, nil
+}
+
+func enableRxTimestamps(uc *net.UDPConn) error {
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// stampConn reads with recvmsg and notes RTP arrivals. pion's ICE reads each candidate's socket
+// from one goroutine (ReadFromAddrPort when the socket has it, as here), so oob is not shared.
+type stampConn struct {
+	*net.UDPConn
+	arr *arrivals
+	oob []byte
+}
+
+// ReadFromAddrPort is what pion's ICE reads with (see its AddrPortReaderWriter).
+func (c *stampConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, oobn, _, addr, err := c.ReadMsgUDPAddrPort(b, c.oob)
+	if err == nil {
+		if at, ok := rxTimestamp(c.oob[:oobn]); ok {
+			c.arr.noteDatagram(b[:n], at)
+		}
+	}
+	return n, addr, err
+}
+
+// ReadFrom is ReadFromAddrPort for callers that want a net.Addr.
+func (c *stampConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, addr, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(addr), nil
+}
+
+// rxTimestamp finds the SCM_TIMESTAMPNS control message (a struct timespec, CLOCK_REALTIME) in
+// oob and returns it in Unix ns, without allocating.
+func rxTimestamp(oob []byte) (int64, bool) {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0])) // oob is 8-aligned, as are its messages
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return 0, false
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && l >= unix.CmsgLen(16) {
+			d := oob[unix.CmsgLen(0):]
+			sec := int64(binary.NativeEndian.Uint64(d))
+			nsec := int64(binary.NativeEndian.Uint64(d[8:]))
+			return sec*1e9 + nsec, true
+		}
+		next := unix.CmsgSpace(l - unix.CmsgLen(0))
+		if next > len(oob) {
+			return 0, false
+		}
+		oob = oob[next:]
+	}
+	return 0, false
+}
