@@ -20,6 +20,7 @@ import (
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v4"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/streamfleet/streamfleet/node/auth"
@@ -42,6 +43,10 @@ type Server struct {
 	egressSettings webrtc.SettingEngine
 	egressMedia    *webrtc.MediaEngine
 	fanout         *fanout
+	// Shared by every peer connection (shared.go).
+	loggers *sharedLoggers
+	net     transport.Net
+	certs   *certSource
 
 	mu       sync.Mutex
 	sessions map[string]session
@@ -109,9 +114,13 @@ func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Server, error) {
 	if s.auth == nil {
 		s.auth = auth.Static(cfg.PublishToken, cfg.PlayToken)
 	}
-	loggers := logging.NewDefaultLoggerFactory()
-	loggers.DefaultLogLevel = logging.LogLevelError
-	s.batchMux = newBatchUDPMux(webrtc.NewICEUDPMux(loggers.NewLogger("ice"), conn))
+	s.loggers = newSharedLoggers(logging.LogLevelError)
+	s.certs = newCertSource()
+	if s.net, err = newFixedNet(); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	s.batchMux = newBatchUDPMux(webrtc.NewICEUDPMux(s.loggers.NewLogger("ice"), conn))
 	s.udpMux = s.batchMux
 	s.fanout = newFanout(s)
 
@@ -179,9 +188,8 @@ func (s *Server) apiSettings(ingest bool) (webrtc.SettingEngine, *webrtc.MediaEn
 	if len(s.cfg.PublicIPs) > 0 {
 		se.SetNAT1To1IPs(s.cfg.PublicIPs, webrtc.ICECandidateTypeHost)
 	}
-	loggers := logging.NewDefaultLoggerFactory()
-	loggers.DefaultLogLevel = logging.LogLevelError
-	se.LoggerFactory = loggers
+	se.LoggerFactory = s.loggers
+	se.SetNet(s.net)
 
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, ingest); err != nil {

@@ -45,7 +45,12 @@ func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter, grant *auth.G
 		return nil, "", errorf(http.StatusServiceUnavailable, "upstream_unavailable", fmt.Sprintf("stream %s could not be pulled from upstream", o.name))
 	}
 	api, keys := s.viewerAPI(o)
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pcfg, err := s.peerConfig()
+	if err != nil {
+		s.log.Error("dtls certificate", "err", err)
+		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
+	}
+	pc, err := api.NewPeerConnection(pcfg)
 	if err != nil {
 		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
 	}
