@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,23 @@ func TestConfigFileErrors(t *testing.T) {
 	}
 	if err := runNode(ctx, append([]string{"--config", "/nonexistent.conf"}, free...)); err == nil {
 		t.Error("a missing config file was accepted")
+	}
+}
+
+// TestSetNodeGC: a node collects at nodeGCPercent unless GOGC is set, which wins.
+func TestSetNodeGC(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	if setNodeGC(func(string) string { return "200" }) {
+		t.Error("GOGC in the environment was overridden")
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent %d after GOGC=200 in the environment, want it untouched", got)
+	}
+	if !setNodeGC(func(string) string { return "" }) {
+		t.Error("no GOGC, but the node's default was not applied")
+	}
+	if got := debug.SetGCPercent(100); got != nodeGCPercent {
+		t.Errorf("GC percent %d, want %d", got, nodeGCPercent)
 	}
 }
