@@ -19,8 +19,10 @@ const pendingCarryTTL = 15 * time.Second
 
 // pendingGrace is how long after an answer a heartbeat must have been made to be trusted to
 // show its session: the client still has to reach the node, which may first pull the stream.
-// Until then the answer's predicted cost stays on the node, even at the price of counting a
-// session twice for a moment.
+// Until then the answer's predicted cost stays on the node, unless a heartbeat made after the
+// answer shows the session arrived: its stream's viewers grew since the previous heartbeat (one
+// answer retired per viewer, oldest first), or, for a publisher, the stream went live. So a
+// session is not counted twice while it is fast, and a slow one is still counted once.
 const pendingGrace = time.Second
 
 // nearEqual is the utilization difference below which nodes are a random choice, so that
@@ -67,6 +69,8 @@ type nodeEntry struct {
 type assignment struct {
 	at      time.Time
 	bitrate int64
+	stream  string
+	publish bool
 }
 
 // streamEntry is one stream of the routing table.
@@ -123,14 +127,32 @@ func (s *State) SetHeartbeat(hb contract.Heartbeat, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.node(hb.Node)
-	n.hb, n.hbAt, n.streams, n.sessions, n.failedReported = hb, at, streams, total, false
-	// pending is in answer order: drop the confirmed prefix.
-	i := 0
-	for i < len(n.pending) && !n.pending[i].at.Add(pendingGrace).After(hb.Time) {
-		n.pendingBitrate -= n.pending[i].bitrate
-		i++
+	// The sessions that arrived since the previous heartbeat, by stream.
+	grew := map[string]int{}
+	for name, st := range streams {
+		if d := st.Viewers - n.streams[name].Viewers; d > 0 {
+			grew[name] = d
+		}
 	}
-	n.pending = append(n.pending[:0], n.pending[i:]...)
+	kept := n.pending[:0]
+	for _, a := range n.pending {
+		confirmed := !a.at.Add(pendingGrace).After(hb.Time)
+		if !confirmed && a.at.Before(hb.Time) {
+			if a.publish {
+				confirmed = streams[a.stream].Live && !n.streams[a.stream].Live
+			} else if grew[a.stream] > 0 {
+				grew[a.stream]--
+				confirmed = true
+			}
+		}
+		if confirmed {
+			n.pendingBitrate -= a.bitrate
+			continue
+		}
+		kept = append(kept, a)
+	}
+	n.pending = kept
+	n.hb, n.hbAt, n.streams, n.sessions, n.failedReported = hb, at, streams, total, false
 }
 
 // SetStalled records whether the heartbeats flow: stalled since since, or not (resumed at now).
@@ -348,7 +370,7 @@ func (s *State) Subscribe(req Request) (Choice, error) {
 	if err != nil {
 		return Choice{}, err
 	}
-	c.n.pending = append(c.n.pending, assignment{at: now, bitrate: bitrate})
+	c.n.pending = append(c.n.pending, assignment{at: now, bitrate: bitrate, stream: req.Stream})
 	c.n.pendingBitrate += bitrate
 	c.n.pendingCarry[req.Stream] = now
 	return Choice{Node: c.n.rec, RegionMatch: req.Region == "" || c.n.rec.Region == req.Region}, nil
@@ -373,7 +395,7 @@ func (s *State) Publish(req Request) (Choice, error) {
 	if err != nil {
 		return Choice{}, err
 	}
-	c.n.pending = append(c.n.pending, assignment{at: now})
+	c.n.pending = append(c.n.pending, assignment{at: now, stream: req.Stream, publish: true})
 	c.n.pendingCarry[req.Stream] = now
 	return Choice{Node: c.n.rec, RegionMatch: req.Region == "" || c.n.rec.Region == req.Region}, nil
 }

@@ -226,3 +226,51 @@ func TestStallFreezesFailureDetection(t *testing.T) {
 		t.Fatalf("e2 is %q", v.State)
 	}
 }
+
+// TestHeartbeatRetiresArrivedAnswers: an answer's predicted session is dropped as soon as a
+// heartbeat made after it shows the stream's viewers grew (so a fast session is not counted twice
+// for pendingGrace); one that has not arrived stays counted; a heartbeat made before the answer
+// confirms nothing.
+func TestHeartbeatRetiresArrivedAnswers(t *testing.T) {
+	f := newFleet(t)
+	f.add("edge-eu", "edge", "eu", 2)
+	f.add("edge-us", "edge", "us", 10)
+	beat := func(viewers int, made time.Time) {
+		hb := contract.Heartbeat{V: 1, Node: "edge-eu", Time: made, Sessions: map[string]int{contract.SessionsWHEP: viewers},
+			Streams: []contract.StreamLoad{{Name: "live/x", Viewers: viewers, Live: true}}}
+		f.s.SetHeartbeat(hb, made)
+	}
+	pending := func() int {
+		for _, v := range f.s.Nodes() {
+			if v.ID == "edge-eu" {
+				return v.Load.PendingSessions
+			}
+		}
+		t.Fatal("edge-eu not in the state")
+		return 0
+	}
+	if got := f.subscribe("live/x", "eu"); got != "edge-eu" {
+		t.Fatalf("first viewer on %s", got)
+	}
+	before := f.now
+	f.now = f.now.Add(100 * time.Millisecond)
+	beat(0, before.Add(-time.Millisecond)) // made before the answer: shows nothing yet
+	if got := pending(); got != 1 {
+		t.Fatalf("pending %d after a heartbeat older than the answer, want 1", got)
+	}
+	beat(1, f.now) // the viewer arrived, 100 ms after its answer
+	if got := pending(); got != 0 {
+		t.Fatalf("pending %d after the heartbeat that shows the viewer, want 0 (not counted twice)", got)
+	}
+	if got := f.subscribe("live/x", "eu"); got != "edge-eu" {
+		t.Errorf("second viewer on %s, want edge-eu (1 of 2 sessions used)", got)
+	}
+	f.now = f.now.Add(100 * time.Millisecond)
+	beat(1, f.now) // the second has not arrived yet: still counted
+	if got := pending(); got != 1 {
+		t.Errorf("pending %d while the second viewer is on its way, want 1", got)
+	}
+	if got := f.subscribe("live/x", "eu"); got != "edge-us" {
+		t.Errorf("third viewer on %s, want edge-us (edge-eu full: 1 connected + 1 on its way)", got)
+	}
+}
