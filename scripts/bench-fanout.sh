@@ -10,7 +10,9 @@
 # PACING (the WHIP publisher's video pacing factor, 0 for none; default: the load tool's, 2.5 as
 # browsers pace; reports get the suffix -pacingP, and the text output a "pacer" line),
 # PERF (set: perf record -g the node inside the window, to $OUT/perf-TAG.data),
-# NETNS (1: the network-namespace topology below).
+# NETNS (1: the network-namespace topology below), PIN (set: the node on CPU 0 and the load tool
+# on CPU 1 with taskset, so the two never preempt each other; the node then has one core, and
+# Go sizes GOMAXPROCS to it; reports get the suffix -pinned).
 #
 # Topologies. Loopback (the default): node and load tool on 127.0.0.1. There the kernel runs the
 # receiving socket's whole UDP receive path (ip_rcv, udp_rcv, queueing, waking the load tool's
@@ -84,6 +86,11 @@ drops() {
   echo "$a $b $c ${q:-0 0}"
 }
 
+pin_node=() pin_lt=()
+if [ -n "${PIN:-}" ]; then
+  pin_node=(taskset -c 0) pin_lt=(taskset -c 1)
+  topo="$topo-pinned"
+fi
 mkdir -p "$OUT"
 if [ -z "${BIN:-}" ]; then
   go build -o bin/streamfleet ./cmd/streamfleet
@@ -103,14 +110,14 @@ fi
 for br in $BITRATES; do
   for n in $COUNTS; do
     tag="$INGEST-$PROTOCOL-$br-$n-pacing$PACING$topo"
-    "$BIN" node --http $host:18080 --ice-udp $host:18189 --log-level warn \
+    "${pin_node[@]}" "$BIN" node --http $host:18080 --ice-udp $host:18189 --log-level warn \
       --srt $host:19000 --rtsp $host:18554 --rtsp-udp-rtp $host:18000 --rtsp-udp-rtcp $host:18001 \
       "${latency[@]}" ${PPROF:+--pprof} 2>"$OUT/node-$tag.log" &
     node=$!
     sleep 1
     ramp=$(( n / 10 > 20 ? n / 10 : 20 ))
     : >"$OUT/loadtest-$tag.log"
-    "${inns[@]}" "$BIN" loadtest --server http://$host:18080 --srt $host:19000 --rtsp $host:18554 \
+    "${inns[@]}" "${pin_lt[@]}" "$BIN" loadtest --server http://$host:18080 --srt $host:19000 --rtsp $host:18554 \
       --ingest "$INGEST" --protocol "$PROTOCOL" "${latency[@]}" "${pacing[@]}" --subscribers "$n" --ramp "$ramp" \
       --warmup 3s --duration "$DURATION" --bitrate "$br" --pid "$node" --node-metrics http://$host:18080/metrics \
       --json "$OUT/fanout-$tag.json" >"$OUT/fanout-$tag.txt" 2>"$OUT/loadtest-$tag.log" &
