@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -83,16 +84,55 @@ func listenUDP(t *testing.T) *net.UDPConn {
 // the receive buffer is full, after the receive path ran).
 func BenchmarkSendBatchKernelFloor(b *testing.B) {
 	for _, c := range []struct {
-		name string
-		size int
-		read bool
-	}{{"video-1200B", 1200, true}, {"audio-160B", 160, true}, {"video-1200B-unread", 1200, false}} {
-		b.Run(c.name, func(b *testing.B) { benchKernelFloor(b, c.size, c.read) })
+		name            string
+		size            int
+		read, connected bool
+	}{
+		{"video-1200B", 1200, true, false}, {"audio-160B", 160, true, false},
+		{"video-1200B-unread", 1200, false, false}, {"video-1200B-connected", 1200, true, true},
+	} {
+		b.Run(c.name, func(b *testing.B) { benchKernelFloor(b, c.size, c.read, c.connected) })
+	}
+	// With SF_FLOOR_DROP set to an address routed to a device that drops what it is given
+	// (scripts/bench-floor.sh makes one in a network namespace of its own), the send path alone,
+	// as if a NIC took each datagram away: nothing is received on this machine.
+	if dst := os.Getenv("SF_FLOOR_DROP"); dst != "" {
+		b.Run("video-1200B-dropping-device", func(b *testing.B) { benchDropFloor(b, dst, 1200) })
 	}
 }
 
-func benchKernelFloor(b *testing.B, size int, read bool) {
-	const receivers, round = 200, 10 * time.Millisecond
+// benchDropFloor sends datagrams through a sendBatch to 200 ports of dst, a round every 10 ms,
+// and reports the sending thread's CPU per datagram.
+func benchDropFloor(b *testing.B, dst string, size int) {
+	addr, err := netip.ParseAddr(dst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp", ":0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	var stats Stats
+	batch, err := newSendBatch(conn, &stats)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dests := make([]netip.AddrPort, 200)
+	for i := range dests {
+		dests[i] = netip.AddrPortFrom(addr, uint16(20000+i))
+	}
+	sendFloorRounds(b, batch, dests, make([]byte, size), nil)
+	if n := stats.SendErrors.Load(); n != 0 {
+		b.Errorf("%d send errors", n)
+	}
+}
+
+// benchKernelFloor is one case of BenchmarkSendBatchKernelFloor; connected sends each datagram
+// with its own write(2) on a socket connected to its receiver instead (no route lookup, one
+// system call per datagram), to compare.
+func benchKernelFloor(b *testing.B, size int, read, connected bool) {
+	const receivers = 200
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -104,6 +144,7 @@ func benchKernelFloor(b *testing.B, size int, read bool) {
 		b.Fatal(err)
 	}
 	dests := make([]netip.AddrPort, receivers)
+	conns := make([]*net.UDPConn, receivers)
 	var received atomic.Int64
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -114,6 +155,12 @@ func benchKernelFloor(b *testing.B, size int, read bool) {
 		}
 		defer r.Close()
 		dests[i] = r.LocalAddr().(*net.UDPAddr).AddrPort()
+		if connected {
+			if conns[i], err = net.DialUDP("udp", nil, r.LocalAddr().(*net.UDPAddr)); err != nil {
+				b.Fatal(err)
+			}
+			defer conns[i].Close()
+		}
 		if !read {
 			continue
 		}
@@ -127,7 +174,20 @@ func benchKernelFloor(b *testing.B, size int, read bool) {
 			}
 		})
 	}
-	p := make([]byte, size)
+	sendFloorRounds(b, batch, dests, make([]byte, size), conns)
+	if read {
+		time.Sleep(50 * time.Millisecond)
+		b.ReportMetric(float64(received.Load())/float64(b.N)*100, "%received")
+	}
+	if n := stats.SendErrors.Load(); n != 0 {
+		b.Errorf("%d send errors", n)
+	}
+}
+
+// sendFloorRounds sends b.N datagrams of p, one to each of dests per 10 ms round (through batch,
+// or on conns[i] when conns is given), and reports the sending thread's CPU per datagram.
+func sendFloorRounds(b *testing.B, batch *sendBatch, dests []netip.AddrPort, p []byte, conns []*net.UDPConn) {
+	const round = 10 * time.Millisecond
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	cpu := func() time.Duration {
@@ -141,11 +201,17 @@ func benchKernelFloor(b *testing.B, size int, read bool) {
 	start := cpu()
 	next := time.Now()
 	for sent := 0; sent < b.N; {
-		for _, d := range dests {
+		for i, d := range dests {
 			if sent == b.N {
 				break
 			}
-			batch.add(p, d)
+			if conns != nil && conns[i] != nil {
+				if _, err := conns[i].Write(p); err != nil {
+					b.Fatal(err)
+				}
+			} else {
+				batch.add(p, d)
+			}
 			sent++
 		}
 		batch.flush()
@@ -155,11 +221,4 @@ func benchKernelFloor(b *testing.B, size int, read bool) {
 	used := cpu() - start
 	b.StopTimer()
 	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "sender-µs/datagram")
-	if read {
-		time.Sleep(50 * time.Millisecond)
-		b.ReportMetric(float64(received.Load())/float64(b.N)*100, "%received")
-	}
-	if n := stats.SendErrors.Load(); n != 0 {
-		b.Errorf("%d send errors", n)
-	}
 }
