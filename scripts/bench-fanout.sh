@@ -2,7 +2,8 @@
 # Fan-out benchmark: starts one node (on loopback, or NETNS=1 below) and runs the load tool
 # against it for each bitrate and subscriber count, writing one JSON report per run to $OUT
 # (default bench-out/). Every report has the node's own fan-out delay (stream hub to sendmmsg),
-# scraped from its /metrics at the start and end of the window, next to the end-to-end delay.
+# scraped from its /metrics at the start and end of the window, next to the end-to-end delay
+# (to the subscribers' sockets, from the kernel's receive timestamps, and to their readers).
 # Usage: scripts/bench-fanout.sh [counts] [bitrates]   e.g. scripts/bench-fanout.sh "50 200 500" "600k 2M"
 # Environment: INGEST (whip|srt), PROTOCOL (whep|srt|rtsp), SRT_LATENCY (e.g. 20ms, for node and
 # load tool), DURATION (measurement window), OUT, PPROF (set: serve the node's profiler),
