@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -86,13 +87,17 @@ func (c *certSource) get() (webrtc.Certificate, error) {
 	return *c.cert, nil
 }
 
-// peerConfig is the configuration of a new peer connection: the node's current certificate.
-func (s *Server) peerConfig() (webrtc.Configuration, error) {
+// newPeerConnection makes a peer connection of api with the node's current certificate.
+func (s *Server) newPeerConnection(api *webrtc.API) (*webrtc.PeerConnection, *apiError) {
 	cert, err := s.certs.get()
-	if err != nil {
-		return webrtc.Configuration{}, err
+	if err == nil {
+		var pc *webrtc.PeerConnection
+		if pc, err = api.NewPeerConnection(webrtc.Configuration{Certificates: []webrtc.Certificate{cert}}); err == nil {
+			return pc, nil
+		}
 	}
-	return webrtc.Configuration{Certificates: []webrtc.Certificate{cert}}, nil
+	s.log.Error("new peer connection", "err", err)
+	return nil, errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
 }
 
 // fixedNet is the system network with its interface list read once (stdnet.Net reads it when

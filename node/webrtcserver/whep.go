@@ -45,14 +45,9 @@ func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter, grant *auth.G
 		return nil, "", errorf(http.StatusServiceUnavailable, "upstream_unavailable", fmt.Sprintf("stream %s could not be pulled from upstream", o.name))
 	}
 	api, keys := s.viewerAPI(o)
-	pcfg, err := s.peerConfig()
-	if err != nil {
-		s.log.Error("dtls certificate", "err", err)
-		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
-	}
-	pc, err := api.NewPeerConnection(pcfg)
-	if err != nil {
-		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
+	pc, aerr := s.newPeerConnection(api)
+	if aerr != nil {
+		return nil, "", aerr
 	}
 	vs := &whepSession{peer: newPeer(s, pc, "whep", o.name.String()), stream: stream, done: make(chan struct{}), grant: grant, keys: keys}
 	var all []*viewerTrack

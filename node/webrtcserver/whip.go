@@ -46,14 +46,9 @@ func (s *Server) startWHIP(r *http.Request, w http.ResponseWriter, grant *auth.G
 		return nil, "", errorf(http.StatusConflict, "stream_busy", fmt.Sprintf("stream %s is already being published", o.name))
 	}
 
-	pcfg, err := s.peerConfig()
-	if err != nil {
-		s.log.Error("dtls certificate", "err", err)
-		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
-	}
-	pc, err := s.ingest.NewPeerConnection(pcfg)
-	if err != nil {
-		return nil, "", errorf(http.StatusInternalServerError, "internal", "could not create a peer connection")
+	pc, aerr := s.newPeerConnection(s.ingest)
+	if aerr != nil {
+		return nil, "", aerr
 	}
 	ss := &whipSession{peer: newPeer(s, pc, "whip", o.name.String()), media: media, ready: make(chan struct{}), grant: grant}
 	pc.OnTrack(ss.onTrack)
