@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/pion/transport/v4"
 	"golang.org/x/sys/unix"
@@ -167,15 +166,23 @@ func (c *stampConn) ReadFrom(b []byte) (int, net.Addr, error) {
 }
 
 // rxTimestamp finds the SCM_TIMESTAMPNS control message (a struct timespec, CLOCK_REALTIME) in
-// oob and returns it in Unix ns, without allocating.
+// oob and returns it in Unix ns, without allocating. The cmsghdr is read field by field (its
+// length is a size_t: 8 bytes on 64-bit Linux, 4 on 32-bit) rather than cast.
 func rxTimestamp(oob []byte) (int64, bool) {
+	const lenSize = unix.SizeofCmsghdr - 8 // level and type are int32s
 	for len(oob) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0])) // oob is 8-aligned, as are its messages
-		l := int(h.Len)
+		var l int
+		if lenSize == 8 {
+			l = int(min(binary.NativeEndian.Uint64(oob), uint64(len(oob)+1)))
+		} else {
+			l = int(binary.NativeEndian.Uint32(oob))
+		}
 		if l < unix.SizeofCmsghdr || l > len(oob) {
 			return 0, false
 		}
-		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && l >= unix.CmsgLen(16) {
+		level := int32(binary.NativeEndian.Uint32(oob[lenSize:]))
+		typ := int32(binary.NativeEndian.Uint32(oob[lenSize+4:]))
+		if level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS && l >= unix.CmsgLen(16) {
 			d := oob[unix.CmsgLen(0):]
 			sec := int64(binary.NativeEndian.Uint64(d))
 			nsec := int64(binary.NativeEndian.Uint64(d[8:]))

@@ -130,3 +130,21 @@ func TestRxTimestampMalformed(t *testing.T) {
 		t.Error("timestamp found in a message longer than its buffer")
 	}
 }
+
+// FuzzArrivals feeds arbitrary datagrams (what a server sends a subscriber) and control messages
+// to the arrival log: nothing panics, and an RTP header that was noted is found again.
+func FuzzArrivals(f *testing.F) {
+	f.Add([]byte{0x80, 102, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 1, 2}, []byte{})
+	f.Add([]byte{0x81, 201, 0, 1}, make([]byte, 32))
+	f.Fuzz(func(t *testing.T, dgram, oob []byte) {
+		_, _ = rxTimestamp(oob)
+		arr := new(arrivals)
+		arr.noteDatagram(dgram, 42)
+		if len(dgram) >= 12 && dgram[0] >= 128 && dgram[0] <= 191 && (dgram[1] < 192 || dgram[1] > 223) {
+			at, ok := arr.lookup(binary.BigEndian.Uint32(dgram[8:]), binary.BigEndian.Uint16(dgram[2:]))
+			if !ok || at != 42 {
+				t.Fatalf("noted RTP not found: %d %v", at, ok)
+			}
+		}
+	})
+}
