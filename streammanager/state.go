@@ -20,9 +20,11 @@ const pendingCarryTTL = 15 * time.Second
 // pendingGrace is how long after an answer a heartbeat must have been made to be trusted to
 // show its session: the client still has to reach the node, which may first pull the stream.
 // Until then the answer's predicted cost stays on the node, unless a heartbeat made after the
-// answer shows the session arrived: its stream's viewers grew since the previous heartbeat (one
-// answer retired per viewer, oldest first), or, for a publisher, the stream went live. So a
-// session is not counted twice while it is fast, and a slow one is still counted once.
+// answer shows sessions arrived: the node's sessions grew since its previous heartbeat (one
+// answer retired per session, oldest first). The predicted load is added to those sessions, so
+// this is what keeps a fast session from being counted twice, while a slow one is still counted
+// once. (Another manager's joins retire this one's answers as well: for at most a heartbeat, the
+// node looks as loaded as its sessions say.)
 const pendingGrace = time.Second
 
 // nearEqual is the utilization difference below which nodes are a random choice, so that
@@ -69,8 +71,6 @@ type nodeEntry struct {
 type assignment struct {
 	at      time.Time
 	bitrate int64
-	stream  string
-	publish bool
 }
 
 // streamEntry is one stream of the routing table.
@@ -117,7 +117,8 @@ func (s *State) RemoveNode(id string) {
 }
 
 // SetHeartbeat stores a node's heartbeat, written at at. It replaces the predicted load of
-// every answer given at least pendingGrace before the heartbeat was made.
+// every answer given at least pendingGrace before the heartbeat was made, and of as many later
+// answers (given before it was made) as sessions arrived since the previous one.
 func (s *State) SetHeartbeat(hb contract.Heartbeat, at time.Time) {
 	streams := make(map[string]contract.StreamLoad, len(hb.Streams))
 	for _, st := range hb.Streams {
@@ -127,23 +128,14 @@ func (s *State) SetHeartbeat(hb contract.Heartbeat, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.node(hb.Node)
-	// The sessions that arrived since the previous heartbeat, by stream.
-	grew := map[string]int{}
-	for name, st := range streams {
-		if d := st.Viewers - n.streams[name].Viewers; d > 0 {
-			grew[name] = d
-		}
-	}
+	// The sessions that arrived since the previous heartbeat (more joined than left).
+	arrived := total - n.sessions
 	kept := n.pending[:0]
 	for _, a := range n.pending {
 		confirmed := !a.at.Add(pendingGrace).After(hb.Time)
-		if !confirmed && a.at.Before(hb.Time) {
-			if a.publish {
-				confirmed = streams[a.stream].Live && !n.streams[a.stream].Live
-			} else if grew[a.stream] > 0 {
-				grew[a.stream]--
-				confirmed = true
-			}
+		if !confirmed && a.at.Before(hb.Time) && arrived > 0 {
+			arrived--
+			confirmed = true
 		}
 		if confirmed {
 			n.pendingBitrate -= a.bitrate
@@ -370,7 +362,7 @@ func (s *State) Subscribe(req Request) (Choice, error) {
 	if err != nil {
 		return Choice{}, err
 	}
-	c.n.pending = append(c.n.pending, assignment{at: now, bitrate: bitrate, stream: req.Stream})
+	c.n.pending = append(c.n.pending, assignment{at: now, bitrate: bitrate})
 	c.n.pendingBitrate += bitrate
 	c.n.pendingCarry[req.Stream] = now
 	return Choice{Node: c.n.rec, RegionMatch: req.Region == "" || c.n.rec.Region == req.Region}, nil
@@ -395,7 +387,7 @@ func (s *State) Publish(req Request) (Choice, error) {
 	if err != nil {
 		return Choice{}, err
 	}
-	c.n.pending = append(c.n.pending, assignment{at: now, stream: req.Stream, publish: true})
+	c.n.pending = append(c.n.pending, assignment{at: now})
 	c.n.pendingCarry[req.Stream] = now
 	return Choice{Node: c.n.rec, RegionMatch: req.Region == "" || c.n.rec.Region == req.Region}, nil
 }

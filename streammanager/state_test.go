@@ -228,7 +228,7 @@ func TestStallFreezesFailureDetection(t *testing.T) {
 }
 
 // TestHeartbeatRetiresArrivedAnswers: an answer's predicted session is dropped as soon as a
-// heartbeat made after it shows the stream's viewers grew (so a fast session is not counted twice
+// heartbeat made after it shows the node's sessions grew (so a fast session is not counted twice
 // for pendingGrace); one that has not arrived stays counted; a heartbeat made before the answer
 // confirms nothing.
 func TestHeartbeatRetiresArrivedAnswers(t *testing.T) {
