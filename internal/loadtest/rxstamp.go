@@ -27,8 +27,9 @@ const (
 	arrivalSSRCs    = 4 // a subscriber has a video and an audio SSRC; room for a restart
 )
 
-// arrivals holds the kernel receive times of a subscriber's recent RTP packets. One socket read
-// loop writes and one track reader per SSRC reads, without locks: an SSRC claims a ring once, and
+// arrivals holds the kernel receive times of a subscriber's recent RTP packets. The sockets' read
+// loops write (media arrives on the selected pair's one) and one track reader per SSRC reads,
+// without locks: an SSRC claims a ring once, and
 // a slot is read as key, time, key so that a read racing a rewrite of its slot is discarded.
 type arrivals struct {
 	ssrcs [arrivalSSRCs]atomic.Uint64 // 1<<32 | SSRC once claimed
