@@ -18,16 +18,7 @@ import (
 // to one address (the last may be shorter) go as one UDP GSO message each, and every receiver
 // still gets each datagram whole, in order; a datagram over gsoMaxSegment goes alone.
 func TestSendBatchGSO(t *testing.T) {
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var stats Stats
-	b, err := newSendBatch(conn, &stats)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, stats := newTestBatch(t, "127.0.0.1:0")
 	ra, rb := listenUDP(t), listenUDP(t)
 	a, c := ra.LocalAddr().(*net.UDPAddr).AddrPort(), rb.LocalAddr().(*net.UDPAddr).AddrPort()
 
@@ -62,6 +53,22 @@ func TestSendBatchGSO(t *testing.T) {
 			}
 		}
 	}
+}
+
+// newTestBatch is a sendBatch on a UDP socket bound to addr, closed when the test ends.
+func newTestBatch(tb testing.TB, addr string) (*sendBatch, *Stats) {
+	tb.Helper()
+	conn, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	stats := new(Stats)
+	b, err := newSendBatch(conn, stats)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b, stats
 }
 
 func listenUDP(t *testing.T) *net.UDPConn {
@@ -108,16 +115,7 @@ func benchDropFloor(b *testing.B, dst string, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	conn, err := net.ListenPacket("udp", ":0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	var stats Stats
-	batch, err := newSendBatch(conn, &stats)
-	if err != nil {
-		b.Fatal(err)
-	}
+	batch, stats := newTestBatch(b, ":0")
 	dests := make([]netip.AddrPort, 200)
 	for i := range dests {
 		dests[i] = netip.AddrPortFrom(addr, uint16(20000+i))
@@ -133,16 +131,7 @@ func benchDropFloor(b *testing.B, dst string, size int) {
 // system call per datagram), to compare.
 func benchKernelFloor(b *testing.B, size int, read, connected bool) {
 	const receivers = 200
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	var stats Stats
-	batch, err := newSendBatch(conn, &stats)
-	if err != nil {
-		b.Fatal(err)
-	}
+	batch, stats := newTestBatch(b, "127.0.0.1:0")
 	dests := make([]netip.AddrPort, receivers)
 	conns := make([]*net.UDPConn, receivers)
 	var received atomic.Int64
