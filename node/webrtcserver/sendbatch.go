@@ -212,13 +212,9 @@ func newSendBatch(conn net.PacketConn, stats *Stats) (*sendBatch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("batched sends: %w", err)
 	}
-	domain := 0
-	var serr error
-	if err := raw.Control(func(fd uintptr) { domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN) }); err != nil {
+	domain, err := socketDomain(raw)
+	if err != nil {
 		return nil, fmt.Errorf("batched sends: %w", err)
-	}
-	if serr != nil {
-		return nil, fmt.Errorf("batched sends: socket domain: %w", serr)
 	}
 	b := &sendBatch{
 		raw:   raw,
@@ -268,22 +264,9 @@ func (b *sendBatch) commit(n int, addr netip.AddrPort) {
 	b.arrivals[i] = b.at
 	b.dest[i] = addr
 	h := &b.hdrs[i].Hdr
-	port := addr.Port()
-	if b.inet6 {
-		sa := &b.sa6[i]
-		sa.Family = unix.AF_INET6
-		sa.Port = port<<8 | port>>8
-		sa.Addr = addr.Addr().As16()
-		h.Name = (*byte)(unsafe.Pointer(sa))
-		h.Namelen = unix.SizeofSockaddrInet6
-	} else {
-		sa := &b.sa4[i]
-		sa.Family = unix.AF_INET
-		sa.Port = port<<8 | port>>8
-		sa.Addr = addr.Addr().Unmap().As4()
-		h.Name = (*byte)(unsafe.Pointer(sa))
-		h.Namelen = unix.SizeofSockaddrInet4
-	}
+	var name unsafe.Pointer
+	putSockaddr(b.inet6, addr, &b.sa4[i], &b.sa6[i], &name, &h.Namelen) // fits checked the family
+	h.Name = (*byte)(name)
 	b.n++
 	if b.n == len(b.hdrs) {
 		b.flush()

@@ -98,6 +98,20 @@ type session interface {
 	close(stop bool)
 }
 
+// listenICEUDP opens the one UDP socket of every session, its reads and writes raw (rawudp.go).
+func listenICEUDP(addr string) (net.PacketConn, error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen ice udp %s: %w", addr, err)
+	}
+	conn, err := newRawUDPConn(pc.(*net.UDPConn))
+	if err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("listen ice udp %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
 // New listens on the ICE UDP address and prepares the WebRTC APIs.
 func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
@@ -106,9 +120,9 @@ func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	conn, err := net.ListenPacket("udp", cfg.ICEUDPAddr)
+	conn, err := listenICEUDP(cfg.ICEUDPAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen ice udp %s: %w", cfg.ICEUDPAddr, err)
+		return nil, err
 	}
 	s := &Server{cfg: cfg, hub: h, log: log, auth: cfg.Auth, udpConn: conn, sessions: map[string]session{}}
 	if s.auth == nil {
