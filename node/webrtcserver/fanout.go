@@ -188,6 +188,7 @@ func (g *group) run() {
 			}
 		case <-g.quit:
 			g.batch.flush()
+			g.batch.close()
 			return
 		}
 		g.notify.Clear()

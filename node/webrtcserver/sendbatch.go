@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,7 +23,7 @@ import (
 // group is copied into the group's sendBatch instead, on the group's own goroutine (the only one
 // that writes RTP to its viewers), and the group sends the whole round with one sendmmsg. STUN,
 // DTLS and RTCP, written by pion's goroutines, go straight to the socket as before. No lock is
-// shared between groups: each has its own batch.
+// shared between groups: each has its own batch, and its own descriptor of the socket.
 
 // sendBatchSize is the most datagrams one sendmmsg carries: 16 lets the first viewers' datagrams
 // of a round leave after 16 encryptions rather than 64 (at 200 viewers the fan-out's p95 went from
@@ -171,6 +172,7 @@ func isRTP(b []byte) bool {
 // tens of microseconds of CPU in the kernel (it never blocks: on a full socket buffer it waits in
 // the poller), and a scheduler told of each would hand the P to another thread every time.
 type sendBatch struct {
+	own   *net.UDPConn // the batch's own descriptor of the ICE socket
 	raw   syscall.RawConn
 	inet6 bool // the socket is AF_INET6: IPv4 destinations as v4-mapped addresses
 	hdrs  []unix.Mmsghdr
@@ -203,22 +205,68 @@ type sendBatch struct {
 // sendBufSize is the largest datagram batched; larger ones are written directly.
 const sendBufSize = 1500
 
+// newSendBatch makes a batch that sends from conn's socket through a descriptor of its own (see
+// dupSocket); close releases it.
 func newSendBatch(conn net.PacketConn, stats *Stats) (*sendBatch, error) {
+	own, err := dupSocket(conn)
+	if err != nil {
+		return nil, fmt.Errorf("batched sends: %w", err)
+	}
+	raw, err := own.SyscallConn()
+	if err == nil {
+		var domain int
+		if domain, err = socketDomain(raw); err == nil && domain != unix.AF_INET && domain != unix.AF_INET6 {
+			err = fmt.Errorf("socket domain %d", domain)
+		}
+		if err == nil {
+			return newBatchOn(own, raw, domain == unix.AF_INET6, stats), nil
+		}
+	}
+	own.Close()
+	return nil, fmt.Errorf("batched sends: %w", err)
+}
+
+// dupSocket opens another descriptor of conn's socket. Go serializes the writers of one
+// descriptor (internal/poll's fdMutex, held across the system call), so fan-out groups sending
+// through the one ICE socket took turns: with 200 viewers on two cores, a quarter of the
+// scheduler's delay was groups queued on that lock while another group's sendmmsg ran. On a
+// descriptor each, they send at once; the kernel's UDP send path takes no socket lock for an
+// uncorked datagram. The socket, its port and its receive queue are the same.
+func dupSocket(conn net.PacketConn) (*net.UDPConn, error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return nil, fmt.Errorf("batched sends: %T has no file descriptor", conn)
+		return nil, fmt.Errorf("%T has no file descriptor", conn)
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("batched sends: %w", err)
+		return nil, err
 	}
-	domain, err := socketDomain(raw)
+	fd, derr := -1, error(nil)
+	if err := raw.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("dup: %w", derr)
+	}
+	f := os.NewFile(uintptr(fd), "ice-udp")
+	defer f.Close()
+	pc, err := net.FilePacketConn(f) // its own descriptor again, in the poller
 	if err != nil {
-		return nil, fmt.Errorf("batched sends: %w", err)
+		return nil, err
 	}
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		pc.Close()
+		return nil, fmt.Errorf("%T is not a UDP socket", pc)
+	}
+	return uc, nil
+}
+
+func newBatchOn(own *net.UDPConn, raw syscall.RawConn, inet6 bool, stats *Stats) *sendBatch {
 	b := &sendBatch{
+		own:   own,
 		raw:   raw,
-		inet6: domain == unix.AF_INET6,
+		inet6: inet6,
 		hdrs:  make([]unix.Mmsghdr, sendBatchSize),
 		iovs:  make([]unix.Iovec, sendBatchSize),
 		bufs:  make([][]byte, sendBatchSize),
@@ -240,7 +288,14 @@ func newSendBatch(conn net.PacketConn, stats *Stats) (*sendBatch, error) {
 		b.hdrs[i].Hdr.Iov = &b.iovs[i]
 		b.hdrs[i].Hdr.Iovlen = 1
 	}
-	return b, nil
+	return b
+}
+
+// close releases the batch's descriptor (the socket stays open for the others).
+func (b *sendBatch) close() {
+	if b != nil {
+		b.own.Close()
+	}
 }
 
 // fits tells whether a datagram can be batched.

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,6 +56,91 @@ func TestSendBatchGSO(t *testing.T) {
 	}
 }
 
+// TestSendBatchOwnDescriptor: batches send through descriptors of their own — so one group's
+// sendmmsg never waits on another's lock — from the ICE socket itself (its port is the source),
+// concurrently, and closing a batch leaves the socket working for the mux and the other batches.
+func TestSendBatchOwnDescriptor(t *testing.T) {
+	pc, err := listenICEUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	fdOf := func(c syscall.Conn) uintptr {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fd uintptr
+		raw.Control(func(s uintptr) { fd = s })
+		return fd
+	}
+	var batches []*sendBatch
+	fds := map[uintptr]bool{fdOf(pc.(syscall.Conn)): true}
+	for range 4 {
+		b, err := newSendBatch(pc, new(Stats))
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches = append(batches, b)
+		fds[fdOf(b.own)] = true
+	}
+	if len(fds) != 5 {
+		t.Fatalf("%d descriptors for the socket and 4 batches", len(fds))
+	}
+	r := listenUDP(t)
+	to := r.LocalAddr().(*net.UDPAddr).AddrPort()
+	const rounds = 50
+	var wg sync.WaitGroup
+	for i, b := range batches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				b.add([]byte{byte(i)}, to)
+				b.flush()
+			}
+		}()
+	}
+	wg.Wait()
+	counts := map[byte]int{}
+	buf := make([]byte, 10)
+	for range rounds * len(batches) {
+		_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := r.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("after %v: %v", counts, err)
+		}
+		if from.Port() != uint16(pc.LocalAddr().(*net.UDPAddr).Port) || n != 1 {
+			t.Fatalf("%d bytes from %v, not from the ICE socket's port", n, from)
+		}
+		counts[buf[0]]++
+	}
+	for i := range batches {
+		if counts[byte(i)] != rounds {
+			t.Fatalf("batch %d: %d datagrams, want %d", i, counts[byte(i)], rounds)
+		}
+	}
+
+	batches[0].close()
+	batches[1].add([]byte{9}, to)
+	batches[1].flush()
+	_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.Read(buf); err != nil {
+		t.Fatalf("another batch after one closed: %v", err)
+	}
+	self := pc.LocalAddr().(*net.UDPAddr)
+	if _, err := pc.WriteTo([]byte("mux"), self); err != nil {
+		t.Fatal(err)
+	}
+	_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, _, err := pc.ReadFrom(buf); err != nil || string(buf[:n]) != "mux" {
+		t.Fatalf("the socket after a batch closed: %q, %v", buf[:n], err)
+	}
+	for _, b := range batches[1:] {
+		b.close()
+	}
+}
+
 // newTestBatch is a sendBatch on a UDP socket bound to addr, closed when the test ends.
 func newTestBatch(tb testing.TB, addr string) (*sendBatch, *Stats) {
 	tb.Helper()
@@ -68,6 +154,7 @@ func newTestBatch(tb testing.TB, addr string) (*sendBatch, *Stats) {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(b.close)
 	return b, stats
 }
 
