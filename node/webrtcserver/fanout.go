@@ -116,6 +116,7 @@ func (f *fanout) reserve(st *hub.Stream) *group {
 	}
 	g.viewers.Store(&[]*whepSession{})
 	if !f.s.enter() {
+		batch.close()
 		return nil
 	}
 	f.groups[st] = append(f.groups[st], g)
