@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -172,8 +171,8 @@ func isRTP(b []byte) bool {
 // tens of microseconds of CPU in the kernel (it never blocks: on a full socket buffer it waits in
 // the poller), and a scheduler told of each would hand the P to another thread every time.
 type sendBatch struct {
-	own   *net.UDPConn // the batch's own descriptor of the ICE socket
-	raw   syscall.RawConn
+	fd    int             // the batch's own descriptor of the ICE socket, -1 once closed
+	raw   syscall.RawConn // the mux's descriptor, for waiting on a full send buffer
 	inet6 bool // the socket is AF_INET6: IPv4 destinations as v4-mapped addresses
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
@@ -208,63 +207,52 @@ const sendBufSize = 1500
 // newSendBatch makes a batch that sends from conn's socket through a descriptor of its own (see
 // dupSocket); close releases it.
 func newSendBatch(conn net.PacketConn, stats *Stats) (*sendBatch, error) {
-	own, err := dupSocket(conn)
-	if err != nil {
-		return nil, fmt.Errorf("batched sends: %w", err)
-	}
-	raw, err := own.SyscallConn()
-	if err == nil {
-		var domain int
-		if domain, err = socketDomain(raw); err == nil && domain != unix.AF_INET && domain != unix.AF_INET6 {
-			err = fmt.Errorf("socket domain %d", domain)
-		}
-		if err == nil {
-			return newBatchOn(own, raw, domain == unix.AF_INET6, stats), nil
-		}
-	}
-	own.Close()
-	return nil, fmt.Errorf("batched sends: %w", err)
-}
-
-// dupSocket opens another descriptor of conn's socket. Go serializes the writers of one
-// descriptor (internal/poll's fdMutex, held across the system call), so fan-out groups sending
-// through the one ICE socket took turns: with 200 viewers on two cores, a quarter of the
-// scheduler's delay was groups queued on that lock while another group's sendmmsg ran. On a
-// descriptor each, they send at once; the kernel's UDP send path takes no socket lock for an
-// uncorked datagram. The socket, its port and its receive queue are the same.
-func dupSocket(conn net.PacketConn) (*net.UDPConn, error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return nil, fmt.Errorf("%T has no file descriptor", conn)
+		return nil, fmt.Errorf("batched sends: %T has no file descriptor", conn)
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("batched sends: %w", err)
 	}
-	fd, derr := -1, error(nil)
-	if err := raw.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
+	domain, err := socketDomain(raw)
+	if err == nil && domain != unix.AF_INET && domain != unix.AF_INET6 {
+		err = fmt.Errorf("socket domain %d", domain)
 	}
-	if derr != nil {
-		return nil, fmt.Errorf("dup: %w", derr)
-	}
-	f := os.NewFile(uintptr(fd), "ice-udp")
-	defer f.Close()
-	pc, err := net.FilePacketConn(f) // its own descriptor again, in the poller
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("batched sends: %w", err)
 	}
-	uc, ok := pc.(*net.UDPConn)
-	if !ok {
-		pc.Close()
-		return nil, fmt.Errorf("%T is not a UDP socket", pc)
+	fd, err := dupSocket(raw)
+	if err != nil {
+		return nil, fmt.Errorf("batched sends: %w", err)
 	}
-	return uc, nil
+	return newBatchOn(fd, raw, domain == unix.AF_INET6, stats), nil
 }
 
-func newBatchOn(own *net.UDPConn, raw syscall.RawConn, inet6 bool, stats *Stats) *sendBatch {
+// dupSocket opens another descriptor of the socket, outside Go's poller. Go serializes the
+// writers of one descriptor (internal/poll's fdMutex, held across the system call), so fan-out
+// groups sending through the one ICE socket took turns: with 200 viewers on two cores, a quarter
+// of the scheduler's delay was groups queued on that lock while another group's sendmmsg ran. On
+// a descriptor each, they send at once; the kernel's UDP send path takes no socket lock for an
+// uncorked datagram. The socket, its port and its receive queue are the same. It stays out of the
+// poller (epoll) because every datagram the socket sends wakes each epoll registration of it when
+// its buffer is freed: a registration per group cost ~4 % of the node's CPU at 500 viewers. The
+// socket is non-blocking (a property it shares with the mux's descriptor); a full send buffer is
+// waited for through the mux's descriptor, which the poller watches.
+func dupSocket(raw syscall.RawConn) (int, error) {
+	fd, derr := -1, error(nil)
+	if err := raw.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("dup: %w", derr)
+	}
+	return fd, nil
+}
+
+func newBatchOn(fd int, raw syscall.RawConn, inet6 bool, stats *Stats) *sendBatch {
 	b := &sendBatch{
-		own:   own,
+		fd:    fd,
 		raw:   raw,
 		inet6: inet6,
 		hdrs:  make([]unix.Mmsghdr, sendBatchSize),
@@ -291,10 +279,12 @@ func newBatchOn(own *net.UDPConn, raw syscall.RawConn, inet6 bool, stats *Stats)
 	return b
 }
 
-// close releases the batch's descriptor (the socket stays open for the others).
+// close releases the batch's descriptor (the socket stays open for the others). Only the batch's
+// goroutine uses the descriptor, so it is closed with nothing in flight on it.
 func (b *sendBatch) close() {
-	if b != nil {
-		b.own.Close()
+	if b != nil && b.fd >= 0 {
+		_ = unix.Close(b.fd)
+		b.fd = -1
 	}
 }
 
@@ -339,9 +329,17 @@ func (b *sendBatch) flush() {
 	b.messages(0)
 	for b.sent < b.m {
 		b.errno = 0
-		if err := b.raw.Write(b.write); err != nil {
+		if b.fd < 0 {
 			b.stats.SendErrors.Add(uint64(b.n - b.first[b.sent]))
-			break // the socket is closed
+			break // closed
+		}
+		if !b.sendmmsg(uintptr(b.fd)) {
+			// The send buffer is full: wait for it in the poller through the mux's descriptor,
+			// and send from there.
+			if err := b.raw.Write(b.write); err != nil {
+				b.stats.SendErrors.Add(uint64(b.n - b.first[b.sent]))
+				break // the socket is closed
+			}
 		}
 		if b.errno == 0 {
 			continue
@@ -411,7 +409,8 @@ func (b *sendBatch) segments(m int) int {
 	return b.n - b.first[m]
 }
 
-// sendmmsg is the raw.Write callback: false to wait until the socket is writable.
+// sendmmsg sends from message sent on, through fd (the batch's own, or the mux's as raw.Write's
+// callback): false to wait until the socket is writable.
 func (b *sendBatch) sendmmsg(fd uintptr) bool {
 	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[b.sent])), uintptr(b.m-b.sent), 0, 0, 0)
 	switch errno {

@@ -56,9 +56,10 @@ func TestSendBatchGSO(t *testing.T) {
 	}
 }
 
-// TestSendBatchOwnDescriptor: batches send through descriptors of their own — so one group's
-// sendmmsg never waits on another's lock — from the ICE socket itself (its port is the source),
-// concurrently, and closing a batch leaves the socket working for the mux and the other batches.
+// TestSendBatchOwnDescriptor: batches send through descriptors of their own (outside the poller)
+// — so one group's sendmmsg never waits on another's lock — from the ICE socket itself (its port
+// is the source), concurrently, and closing a batch leaves the socket working for the mux and the
+// other batches.
 func TestSendBatchOwnDescriptor(t *testing.T) {
 	pc, err := listenICEUDP("127.0.0.1:0")
 	if err != nil {
@@ -82,7 +83,7 @@ func TestSendBatchOwnDescriptor(t *testing.T) {
 			t.Fatal(err)
 		}
 		batches = append(batches, b)
-		fds[fdOf(b.own)] = true
+		fds[uintptr(b.fd)] = true
 	}
 	if len(fds) != 5 {
 		t.Fatalf("%d descriptors for the socket and 4 batches", len(fds))
