@@ -173,7 +173,7 @@ func isRTP(b []byte) bool {
 type sendBatch struct {
 	fd    int             // the batch's own descriptor of the ICE socket, -1 once closed
 	raw   syscall.RawConn // the mux's descriptor, for waiting on a full send buffer
-	inet6 bool // the socket is AF_INET6: IPv4 destinations as v4-mapped addresses
+	inet6 bool            // the socket is AF_INET6: IPv4 destinations as v4-mapped addresses
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	bufs  [][]byte
