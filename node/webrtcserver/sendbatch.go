@@ -169,7 +169,8 @@ func isRTP(b []byte) bool {
 // sendBatch collects the datagrams of one fan-out round and sends them with sendmmsg. It belongs
 // to one goroutine. The system call is made raw, without telling the Go scheduler: a batch takes
 // tens of microseconds of CPU in the kernel (it never blocks: on a full socket buffer it waits in
-// the poller), and a scheduler told of each would hand the P to another thread every time.
+// the poller, through the mux's descriptor), and a scheduler told of each would wake its monitor
+// thread or hand the P to another thread.
 type sendBatch struct {
 	fd    int             // the batch's own descriptor of the ICE socket, -1 once closed
 	raw   syscall.RawConn // the mux's descriptor, for waiting on a full send buffer
