@@ -413,33 +413,8 @@ func TestNTPTime(t *testing.T) {
 // TestCloseReleasesICEPort: every fan-out group sends through a descriptor of its own of the ICE
 // socket; once the server is closed, none is left open — the port can be bound again at once.
 func TestCloseReleasesICEPort(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	h := hub.New(hub.Config{Grace: time.Second}, nil)
-	defer h.Close()
-	cfg := DefaultConfig()
-	cfg.ICEUDPAddr = "127.0.0.1:0"
-	s, err := New(cfg, h, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	s.Register(mux)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	api, err := rtctest.NewAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := rtctest.Publish(ctx, api, srv.URL+"/whip/live/port", "", rtctest.H264, rtctest.Opus)
-	if err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	defer pub.Close()
-	if err := rtctest.WaitConnected(ctx, pub.PC); err != nil {
-		t.Fatal(err)
-	}
-	v1, v2 := newSRViewer(ctx, t, api, srv.URL+"/whep/live/port"), newSRViewer(ctx, t, api, srv.URL+"/whep/live/port")
+	ctx, s, base, api, pub := startSR(t) // its cleanup closes the server again: Close is idempotent
+	v1, v2 := newSRViewer(ctx, t, api, base+"/whep/live/sr"), newSRViewer(ctx, t, api, base+"/whep/live/sr")
 	defer v1.close()
 	defer v2.close()
 	waitGrouped(ctx, t, s, 2, v1, v2)
