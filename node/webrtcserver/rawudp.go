@@ -38,11 +38,12 @@ type rawUDPConn struct {
 
 // rawRecv is one recvfrom's arguments and results, with its RawConn callback made once.
 type rawRecv struct {
-	buf   []byte
-	from  unix.RawSockaddrAny
-	n     int
-	errno syscall.Errno
-	fn    func(fd uintptr) bool
+	buf     []byte
+	from    unix.RawSockaddrAny
+	fromlen uint32
+	n       int
+	errno   syscall.Errno
+	fn      func(fd uintptr) bool
 }
 
 // rawSend is one sendto's.
@@ -91,27 +92,38 @@ func socketDomain(raw syscall.RawConn) (int, error) {
 	return domain, nil
 }
 
-// recv is the RawConn.Read callback: false to wait until the socket is readable.
-func (r *rawRecv) recv(fd uintptr) bool {
-	var p unsafe.Pointer
-	if len(r.buf) > 0 {
-		p = unsafe.Pointer(&r.buf[0])
-	} else {
-		p = unsafe.Pointer(&r.from) // a zero-length read still takes the datagram off the queue
-	}
+// rawCall makes a system call raw, again after EINTR; ok is false on EAGAIN (the socket is not
+// ready: the RawConn callback returns false to wait in the poller), and n is 0 on another error.
+// The pointers among its arguments must be to heap memory kept alive by the caller (fields of
+// rawRecv, rawSend and sendBatch, and the buffers stored in them): unlike the syscall package's
+// own functions, a plain function does not keep a uintptr-converted pointer's object alive or in
+// place.
+func rawCall(trap, a1, a2, a3, a4, a5, a6 uintptr) (n int, errno syscall.Errno, ok bool) {
 	for {
-		fromlen := uint32(unix.SizeofSockaddrAny)
-		n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(r.buf)), 0,
-			uintptr(unsafe.Pointer(&r.from)), uintptr(unsafe.Pointer(&fromlen)))
-		switch errno {
+		r, _, e := unix.RawSyscall6(trap, a1, a2, a3, a4, a5, a6)
+		switch e {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			return 0, 0, false
+		case 0:
+			return int(r), 0, true
 		}
-		r.n, r.errno = int(n), errno
-		return true
+		return 0, e, true
 	}
+}
+
+// recv is the RawConn.Read callback: false to wait until the socket is readable.
+func (r *rawRecv) recv(fd uintptr) bool {
+	p := unsafe.Pointer(&r.from) // a zero-length read still takes the datagram off the queue
+	if len(r.buf) > 0 {
+		p = unsafe.Pointer(&r.buf[0])
+	}
+	r.fromlen = unix.SizeofSockaddrAny
+	n, errno, ok := rawCall(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(r.buf)), 0,
+		uintptr(unsafe.Pointer(&r.from)), uintptr(unsafe.Pointer(&r.fromlen)))
+	r.n, r.errno = n, errno
+	return ok
 }
 
 // send is the RawConn.Write callback.
@@ -120,18 +132,9 @@ func (s *rawSend) send(fd uintptr) bool {
 	if len(s.buf) > 0 {
 		p = unsafe.Pointer(&s.buf[0])
 	}
-	for {
-		n, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(s.buf)), 0,
-			uintptr(s.name), uintptr(s.nlen))
-		switch errno {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		}
-		s.n, s.errno = int(n), errno
-		return true
-	}
+	n, errno, ok := rawCall(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(s.buf)), 0, uintptr(s.name), uintptr(s.nlen))
+	s.n, s.errno = n, errno
+	return ok
 }
 
 // ReadFromAddrPort reads one datagram, as (*net.UDPConn).ReadFromUDPAddrPort.

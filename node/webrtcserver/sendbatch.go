@@ -227,35 +227,10 @@ func newSendBatch(conn net.PacketConn, stats *Stats) (*sendBatch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("batched sends: %w", err)
 	}
-	return newBatchOn(fd, raw, domain == unix.AF_INET6, stats), nil
-}
-
-// dupSocket opens another descriptor of the socket, outside Go's poller. Go serializes the
-// writers of one descriptor (internal/poll's fdMutex, held across the system call), so fan-out
-// groups sending through the one ICE socket took turns: with 200 viewers on two cores, a quarter
-// of the scheduler's delay was groups queued on that lock while another group's sendmmsg ran. On
-// a descriptor each, they send at once; the kernel's UDP send path takes no socket lock for an
-// uncorked datagram. The socket, its port and its receive queue are the same. It stays out of the
-// poller (epoll) because every datagram the socket sends wakes each epoll registration of it when
-// its buffer is freed: a registration per group cost ~4 % of the node's CPU at 500 viewers. The
-// socket is non-blocking (a property it shares with the mux's descriptor); a full send buffer is
-// waited for through the mux's descriptor, which the poller watches.
-func dupSocket(raw syscall.RawConn) (int, error) {
-	fd, derr := -1, error(nil)
-	if err := raw.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, fmt.Errorf("dup: %w", derr)
-	}
-	return fd, nil
-}
-
-func newBatchOn(fd int, raw syscall.RawConn, inet6 bool, stats *Stats) *sendBatch {
 	b := &sendBatch{
 		fd:    fd,
 		raw:   raw,
-		inet6: inet6,
+		inet6: domain == unix.AF_INET6,
 		hdrs:  make([]unix.Mmsghdr, sendBatchSize),
 		iovs:  make([]unix.Iovec, sendBatchSize),
 		bufs:  make([][]byte, sendBatchSize),
@@ -277,7 +252,28 @@ func newBatchOn(fd int, raw syscall.RawConn, inet6 bool, stats *Stats) *sendBatc
 		b.hdrs[i].Hdr.Iov = &b.iovs[i]
 		b.hdrs[i].Hdr.Iovlen = 1
 	}
-	return b
+	return b, nil
+}
+
+// dupSocket opens another descriptor of the socket, outside Go's poller. Go serializes the
+// writers of one descriptor (internal/poll's fdMutex, held across the system call), so fan-out
+// groups sending through the one ICE socket took turns: with 200 viewers on two cores, a quarter
+// of the scheduler's delay was groups queued on that lock while another group's sendmmsg ran. On
+// a descriptor each, they send at once; the kernel's UDP send path takes no socket lock for an
+// uncorked datagram. The socket, its port and its receive queue are the same. It stays out of the
+// poller (epoll) because every datagram the socket sends wakes each epoll registration of it when
+// its buffer is freed: a registration per group cost ~4 % of the node's CPU at 500 viewers. The
+// socket is non-blocking (a property it shares with the mux's descriptor); a full send buffer is
+// waited for through the mux's descriptor, which the poller watches.
+func dupSocket(raw syscall.RawConn) (int, error) {
+	fd, derr := -1, error(nil)
+	if err := raw.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("dup: %w", derr)
+	}
+	return fd, nil
 }
 
 // close releases the batch's descriptor (the socket stays open for the others). Only the batch's
@@ -329,8 +325,7 @@ func (b *sendBatch) flush() {
 	b.sent = 0
 	b.messages(0)
 	for b.sent < b.m {
-		b.errno = 0
-		if b.fd < 0 {
+		if b.fd < 0 { // used after close: never send on a number that may be another file's now
 			b.stats.SendErrors.Add(uint64(b.n - b.first[b.sent]))
 			break // closed
 		}
@@ -413,15 +408,8 @@ func (b *sendBatch) segments(m int) int {
 // sendmmsg sends from message sent on, through fd (the batch's own, or the mux's as raw.Write's
 // callback): false to wait until the socket is writable.
 func (b *sendBatch) sendmmsg(fd uintptr) bool {
-	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[b.sent])), uintptr(b.m-b.sent), 0, 0, 0)
-	switch errno {
-	case 0:
-		b.sent += int(n)
-	case unix.EAGAIN:
-		return false
-	case unix.EINTR:
-	default:
-		b.errno = errno
-	}
-	return true
+	n, errno, ok := rawCall(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[b.sent])), uintptr(b.m-b.sent), 0, 0, 0)
+	b.sent += n
+	b.errno = errno
+	return ok
 }
