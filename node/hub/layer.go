@@ -23,9 +23,14 @@ type Layer struct {
 	track *Track
 	rid   string
 
-	// readers is copy-on-write: the writer loads it once per packet and never waits for mu.
-	readers atomic.Pointer[[]*Reader]
-	mu      sync.Mutex // guards writes to readers
+	// readers (plain: the writer pushes to each) and notified (read from the track's ring) are
+	// copy-on-write, as is notifiers, the distinct Notifiers of notified: the writer loads them
+	// once per packet and never waits for mu.
+	readers   atomic.Pointer[[]*Reader]
+	notified  atomic.Pointer[[]*Reader]
+	notifiers atomic.Pointer[[]*Notifier]
+	mu        sync.Mutex        // guards writes to readers, notified and notifiers, and uses
+	uses      map[*Notifier]int // notified readers per Notifier
 
 	history      history
 	paddingShift uint16 // padding-only packets dropped so far; owned by the writer
@@ -52,8 +57,10 @@ type Layer struct {
 }
 
 func newLayer(t *Track, rid string) *Layer {
-	l := &Layer{track: t, rid: rid}
+	l := &Layer{track: t, rid: rid, uses: map[*Notifier]int{}}
 	l.readers.Store(&[]*Reader{})
+	l.notified.Store(&[]*Reader{})
+	l.notifiers.Store(&[]*Notifier{})
 	l.requestAnswered.Store(true)
 	return l
 }
@@ -122,15 +129,12 @@ func (l *Layer) WritePacket(p *Packet) {
 	}
 
 	l.history.put(p)
-	readers := *l.readers.Load()
-	for _, r := range readers {
-		r.push(p)
+	l.track.ring.put(p)
+	for _, n := range *l.notifiers.Load() {
+		n.Notify()
 	}
-	// Consumers of many readers are woken once the packet is in every queue.
-	for _, r := range readers {
-		if r.notify != nil {
-			r.notify.Notify()
-		}
+	for _, r := range *l.readers.Load() {
+		r.push(p)
 	}
 }
 
@@ -199,28 +203,47 @@ func (l *Layer) Retransmission(ssrc uint32, seq uint16) *Packet {
 func (l *Layer) addReader(r *Reader) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	old := *l.readers.Load()
-	next := make([]*Reader, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, r)
-	l.readers.Store(&next)
+	list := &l.readers
+	if n := r.notify; n != nil {
+		list = &l.notified
+		if l.uses[n]++; l.uses[n] == 1 {
+			old := *l.notifiers.Load()
+			next := append(append(make([]*Notifier, 0, len(old)+1), old...), n)
+			l.notifiers.Store(&next)
+		}
+	}
+	old := *list.Load()
+	next := append(append(make([]*Reader, 0, len(old)+1), old...), r)
+	list.Store(&next)
 }
 
 func (l *Layer) removeReader(r *Reader) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	old := *l.readers.Load()
-	next := make([]*Reader, 0, len(old))
-	for _, x := range old {
-		if x != r {
-			next = append(next, x)
+	list := &l.readers
+	if n := r.notify; n != nil {
+		list = &l.notified
+		if l.uses[n]--; l.uses[n] == 0 {
+			delete(l.uses, n)
+			l.notifiers.Store(without(*l.notifiers.Load(), n))
 		}
 	}
-	l.readers.Store(&next)
+	list.Store(without(*list.Load(), r))
+}
+
+// without is a copy of list without x.
+func without[T comparable](list []T, x T) *[]T {
+	next := make([]T, 0, len(list))
+	for _, y := range list {
+		if y != x {
+			next = append(next, y)
+		}
+	}
+	return &next
 }
 
 // ReaderCount is the number of readers attached to the layer.
-func (l *Layer) ReaderCount() int { return len(*l.readers.Load()) }
+func (l *Layer) ReaderCount() int { return len(*l.readers.Load()) + len(*l.notified.Load()) }
 
 // LayerStats are a layer's counters.
 type LayerStats struct {

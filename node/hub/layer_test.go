@@ -14,51 +14,55 @@ import (
 )
 
 func TestLayerDeliversInOrderSharedPackets(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		codec    webrtc.RTPCodecCapability
-		payload  func(i int) []byte
-		readers  int
-		packets  int
-		firstSeq uint16
-	}{
-		{"video one reader", codecH264, h264Stream(30), 1, 100, 1000},
-		{"video many readers across sequence wrap", codecH264, h264Stream(30), 8, 500, 65300},
-		{"audio many readers", codecOpus, opusStream, 8, 500, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := newTestHub(t, 0)
-			track := mustPublish(t, h, "live/order", tc.codec).Stream().Tracks()[0]
-			layer := track.Layer("")
-			readers := make([]*Reader, tc.readers)
-			for i := range readers {
-				readers[i] = track.NewReader(tc.packets)
-			}
-			sent := make([]*Packet, tc.packets)
-			for i := range sent {
-				sent[i] = newPacket(0x1234, tc.firstSeq+uint16(i), uint32(i)*3000, tc.payload(i))
-				layer.WritePacket(sent[i])
-			}
-			for ri, r := range readers {
-				got := queued(r)
-				if len(got) != len(sent) {
-					t.Fatalf("reader %d got %d packets, want %d", ri, len(got), len(sent))
-				}
-				for i, e := range got {
-					if e.Packet != sent[i] {
-						t.Fatalf("reader %d entry %d: packet %p (seq %d), want the written packet %p (seq %d)",
-							ri, i, e.Packet, e.Packet.Header.SequenceNumber, sent[i], sent[i].Header.SequenceNumber)
+	for _, kind := range readerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			for _, tc := range []struct {
+				name     string
+				codec    webrtc.RTPCodecCapability
+				payload  func(i int) []byte
+				readers  int
+				packets  int
+				firstSeq uint16
+			}{
+				{"video one reader", codecH264, h264Stream(30), 1, 100, 1000},
+				{"video many readers across sequence wrap", codecH264, h264Stream(30), 8, 500, 65300},
+				{"audio many readers", codecOpus, opusStream, 8, 500, 0},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					h := newTestHub(t, 0)
+					track := mustPublish(t, h, "live/order", tc.codec).Stream().Tracks()[0]
+					layer := track.Layer("")
+					readers := make([]*Reader, tc.readers)
+					for i := range readers {
+						readers[i] = kind.newReader(track, tc.packets)
 					}
-					if e.Resync && i > 0 {
-						t.Errorf("reader %d entry %d: Resync without a loss", ri, i)
+					sent := make([]*Packet, tc.packets)
+					for i := range sent {
+						sent[i] = newPacket(0x1234, tc.firstSeq+uint16(i), uint32(i)*3000, tc.payload(i))
+						layer.WritePacket(sent[i])
 					}
-				}
-				if r.Dropped() != 0 || r.Delivered() != uint64(len(sent)) {
-					t.Errorf("reader %d: dropped %d delivered %d, want 0 and %d", ri, r.Dropped(), r.Delivered(), len(sent))
-				}
-			}
-			if st := layer.Stats(); st.Packets != uint64(tc.packets) || st.Readers != tc.readers {
-				t.Errorf("layer stats %+v, want %d packets and %d readers", st, tc.packets, tc.readers)
+					for ri, r := range readers {
+						got := queued(r)
+						if len(got) != len(sent) {
+							t.Fatalf("reader %d got %d packets, want %d", ri, len(got), len(sent))
+						}
+						for i, e := range got {
+							if e.Packet != sent[i] {
+								t.Fatalf("reader %d entry %d: packet %p (seq %d), want the written packet %p (seq %d)",
+									ri, i, e.Packet, e.Packet.Header.SequenceNumber, sent[i], sent[i].Header.SequenceNumber)
+							}
+							if e.Resync && i > 0 {
+								t.Errorf("reader %d entry %d: Resync without a loss", ri, i)
+							}
+						}
+						if r.Dropped() != 0 || r.Delivered() != uint64(len(sent)) {
+							t.Errorf("reader %d: dropped %d delivered %d, want 0 and %d", ri, r.Dropped(), r.Delivered(), len(sent))
+						}
+					}
+					if st := layer.Stats(); st.Packets != uint64(tc.packets) || st.Readers != tc.readers {
+						t.Errorf("layer stats %+v, want %d packets and %d readers", st, tc.packets, tc.readers)
+					}
+				})
 			}
 		})
 	}
@@ -140,77 +144,87 @@ func TestLayerOrderAcrossGoroutines(t *testing.T) {
 }
 
 func TestNewReaderStartsOnKeyframe(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		codec webrtc.RTPCodecCapability
-		// readerFirst attaches the reader before the layer exists.
-		readerFirst bool
-		payloads    [][]byte
-		want        []int // indices of payloads delivered
-	}{
-		{"h264 single NAL IDR", codecH264, false, [][]byte{h264Slice, h264Slice, h264IDR, h264Slice, h264Slice}, []int{2, 3, 4}},
-		{"h264 reader before layer", codecH264, true, [][]byte{h264Slice, h264IDR, h264Slice}, []int{1, 2}},
-		{"h264 fragmented IDR", codecH264, false, [][]byte{h264Slice, h264FUAStart, h264FUAMiddle, h264FUAEnd, h264Slice}, []int{1, 2, 3, 4}},
-		{"h264 joins in the middle of a keyframe", codecH264, false,
-			[][]byte{h264FUAMiddle, h264FUAEnd, h264Slice, h264STAPAKey, h264FUAStart, h264FUAEnd}, []int{3, 4, 5}},
-		{"h264 no keyframe", codecH264, false, [][]byte{h264Slice, h264FUAMiddle, h264Slice}, nil},
-		{"vp8", codecVP8, false, [][]byte{vp8Delta, vp8Key, vp8Delta}, []int{1, 2}},
-		{"audio starts at once", codecOpus, false, [][]byte{opusFrame, opusFrame, opusFrame}, []int{0, 1, 2}},
-		{"audio reader before layer", codecOpus, true, [][]byte{opusFrame, opusFrame}, []int{0, 1}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := newTestHub(t, 0)
-			track := mustPublish(t, h, "live/join", tc.codec).Stream().Tracks()[0]
-			var r *Reader
-			if tc.readerFirst {
-				r = track.NewReader(0)
-			}
-			layer := track.Layer("")
-			if !tc.readerFirst {
-				r = track.NewReader(0)
-			}
-			sent := make([]*Packet, len(tc.payloads))
-			for i, payload := range tc.payloads {
-				sent[i] = newPacket(1, uint16(100+i), 0, payload)
-				layer.WritePacket(sent[i])
-			}
-			got := queued(r)
-			var gotIdx []int
-			for _, e := range got {
-				gotIdx = append(gotIdx, slices.Index(sent, e.Packet))
-			}
-			if !slices.Equal(gotIdx, tc.want) {
-				t.Fatalf("delivered packets %v, want %v", gotIdx, tc.want)
-			}
-			if len(got) > 0 {
-				if !got[0].Packet.Keyframe {
-					t.Errorf("first packet delivered is not a keyframe start")
-				}
-				if r.Layer() != layer {
-					t.Errorf("reader's layer %p, want %p", r.Layer(), layer)
-				}
-			}
-			if r.Dropped() != 0 || h.Stats().ReaderDrops.Load() != 0 {
-				t.Errorf("a joining reader counted %d drops (hub %d): waiting for the first keyframe is not a loss",
-					r.Dropped(), h.Stats().ReaderDrops.Load())
+	for _, kind := range readerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			for _, tc := range []struct {
+				name  string
+				codec webrtc.RTPCodecCapability
+				// readerFirst attaches the reader before the layer exists.
+				readerFirst bool
+				payloads    [][]byte
+				want        []int // indices of payloads delivered
+			}{
+				{"h264 single NAL IDR", codecH264, false, [][]byte{h264Slice, h264Slice, h264IDR, h264Slice, h264Slice}, []int{2, 3, 4}},
+				{"h264 reader before layer", codecH264, true, [][]byte{h264Slice, h264IDR, h264Slice}, []int{1, 2}},
+				{"h264 fragmented IDR", codecH264, false, [][]byte{h264Slice, h264FUAStart, h264FUAMiddle, h264FUAEnd, h264Slice}, []int{1, 2, 3, 4}},
+				{"h264 joins in the middle of a keyframe", codecH264, false,
+					[][]byte{h264FUAMiddle, h264FUAEnd, h264Slice, h264STAPAKey, h264FUAStart, h264FUAEnd}, []int{3, 4, 5}},
+				{"h264 no keyframe", codecH264, false, [][]byte{h264Slice, h264FUAMiddle, h264Slice}, nil},
+				{"vp8", codecVP8, false, [][]byte{vp8Delta, vp8Key, vp8Delta}, []int{1, 2}},
+				{"audio starts at once", codecOpus, false, [][]byte{opusFrame, opusFrame, opusFrame}, []int{0, 1, 2}},
+				{"audio reader before layer", codecOpus, true, [][]byte{opusFrame, opusFrame}, []int{0, 1}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					h := newTestHub(t, 0)
+					track := mustPublish(t, h, "live/join", tc.codec).Stream().Tracks()[0]
+					var r *Reader
+					if tc.readerFirst {
+						r = kind.newReader(track, 0)
+					}
+					layer := track.Layer("")
+					if !tc.readerFirst {
+						r = kind.newReader(track, 0)
+					}
+					sent := make([]*Packet, len(tc.payloads))
+					for i, payload := range tc.payloads {
+						sent[i] = newPacket(1, uint16(100+i), 0, payload)
+						layer.WritePacket(sent[i])
+					}
+					got := queued(r)
+					var gotIdx []int
+					for _, e := range got {
+						gotIdx = append(gotIdx, slices.Index(sent, e.Packet))
+					}
+					if !slices.Equal(gotIdx, tc.want) {
+						t.Fatalf("delivered packets %v, want %v", gotIdx, tc.want)
+					}
+					if len(got) > 0 {
+						if !got[0].Packet.Keyframe {
+							t.Errorf("first packet delivered is not a keyframe start")
+						}
+						if r.Layer() != layer {
+							t.Errorf("reader's layer %p, want %p", r.Layer(), layer)
+						}
+					}
+					if r.Dropped() != 0 || h.Stats().ReaderDrops.Load() != 0 {
+						t.Errorf("a joining reader counted %d drops (hub %d): waiting for the first keyframe is not a loss",
+							r.Dropped(), h.Stats().ReaderDrops.Load())
+					}
+				})
 			}
 		})
 	}
 }
 
+// slowReaderCase is a reader with a queue of queue packets that reads nothing while burst packets
+// are written: a keyframe, then delta frames.
+type slowReaderCase struct {
+	name          string
+	codec         webrtc.RTPCodecCapability
+	key, delta    []byte
+	queue, burst  int
+	needsKeyframe bool
+}
+
+var slowReaderCases = []slowReaderCase{
+	{"video", codecH264, h264IDR, h264Slice, 4, 20, true},
+	{"video queue of one", codecH264, h264STAPAKey, h264FUAMiddle, 1, 10, true},
+	{"vp8", codecVP8, vp8Key, vp8Delta, 8, 9, true},
+	{"audio", codecOpus, opusFrame, opusFrame, 4, 20, false},
+}
+
 func TestSlowReader(t *testing.T) {
-	for _, tc := range []struct {
-		name          string
-		codec         webrtc.RTPCodecCapability
-		key, delta    []byte
-		queue, burst  int
-		needsKeyframe bool
-	}{
-		{"video", codecH264, h264IDR, h264Slice, 4, 20, true},
-		{"video queue of one", codecH264, h264STAPAKey, h264FUAMiddle, 1, 10, true},
-		{"vp8", codecVP8, vp8Key, vp8Delta, 8, 9, true},
-		{"audio", codecOpus, opusFrame, opusFrame, 4, 20, false},
-	} {
+	for _, tc := range slowReaderCases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newTestHub(t, 0)
 			track := mustPublish(t, h, "live/slow", tc.codec).Stream().Tracks()[0]
@@ -283,9 +297,7 @@ func TestSlowReader(t *testing.T) {
 			drainFast()
 			resumed = append(resumed, queued(slow)...)
 			if tc.needsKeyframe {
-				if len(resumed) != 2 || resumed[0].Packet != key || !resumed[0].Resync || resumed[1].Packet != next || resumed[1].Resync {
-					t.Fatalf("after the keyframe the slow reader got %v, want the keyframe with Resync then the next packet", describe(resumed))
-				}
+				wantResumed(t, resumed, key, next)
 			}
 			if got := slow.Dropped(); got != wantDropped {
 				t.Errorf("slow reader dropped %d in all, want %d", got, wantDropped)
@@ -297,6 +309,15 @@ func TestSlowReader(t *testing.T) {
 				t.Errorf("fast reader dropped %d and got %d of %d packets", fast.Dropped(), len(fastGot), len(all))
 			}
 		})
+	}
+}
+
+// wantResumed checks that a video reader resumed with the keyframe key, marked Resync, and then
+// the next packet.
+func wantResumed(t *testing.T, got []Entry, key, next *Packet) {
+	t.Helper()
+	if len(got) != 2 || got[0].Packet != key || !got[0].Resync || got[1].Packet != next || got[1].Resync {
+		t.Fatalf("after the keyframe the slow reader got %s, want the keyframe with Resync then the next packet", describe(got))
 	}
 }
 
@@ -481,95 +502,99 @@ func TestKeyframeRequestOnlyForVideo(t *testing.T) {
 }
 
 func TestConcurrentJoinLeave(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		// growLayers makes the publisher add layers while readers come and go, so readers waiting
-		// for a first layer are switched to it while they close.
-		growLayers bool
-	}{
-		{"live layers", false},
-		{"layers appearing", true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			const joiners, rounds = 16, 200
-			h := newTestHub(t, 0)
-			pub := mustPublish(t, h, "live/churn", codecH264, codecOpus)
-			video, audio := pub.Stream().Tracks()[0], pub.Stream().Tracks()[1]
-			var layers []*Layer
-			if !tc.growLayers {
-				layers = []*Layer{video.Layer("q"), video.Layer("h"), audio.Layer("")}
-			}
+	for _, kind := range readerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			for _, tc := range []struct {
+				name string
+				// growLayers makes the publisher add layers while readers come and go, so readers waiting
+				// for a first layer are switched to it while they close.
+				growLayers bool
+			}{
+				{"live layers", false},
+				{"layers appearing", true},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					const joiners, rounds = 16, 200
+					h := newTestHub(t, 0)
+					pub := mustPublish(t, h, "live/churn", codecH264, codecOpus)
+					video, audio := pub.Stream().Tracks()[0], pub.Stream().Tracks()[1]
+					var layers []*Layer
+					if !tc.growLayers {
+						layers = []*Layer{video.Layer("q"), video.Layer("h"), audio.Layer("")}
+					}
 
-			// The publisher runs until the readers are done.
-			stop := make(chan struct{})
-			var publisher sync.WaitGroup
-			var written atomic.Uint64
-			publisher.Go(func() {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if tc.growLayers {
-						video.Layer(fmt.Sprint(i))
-						audio.Layer(fmt.Sprint(i))
-						time.Sleep(100 * time.Microsecond)
-						continue
-					}
-					// Both video layers get keyframes now and then.
-					p := newPacket(1, uint16(i), uint32(i)*3000, h264Stream(7)(i))
-					layers[(i/5)%2].WritePacket(p)
-					layers[2].WritePacket(newPacket(2, uint16(i), uint32(i)*960, opusFrame))
-					written.Add(2)
-				}
-			})
-			var wg sync.WaitGroup
-			var delivered atomic.Uint64
-			for g := range joiners {
-				wg.Go(func() {
-					for i := range rounds {
-						track := video
-						if (g+i)%3 == 0 {
-							track = audio
-						}
-						r := track.NewReader(g%4 + 1)
-						if ls := track.Layers(); len(ls) > 1 && i%2 == 0 {
-							r.SwitchLayer(ls[(i/2)%len(ls)])
-						}
-						runtime.Gosched()
-						for _, e := range queued(r) {
-							if e.Packet.Layer.Track() != track {
-								t.Errorf("reader of track %d got a packet of track %d", track.Index(), e.Packet.Layer.Track().Index())
+					// The publisher runs until the readers are done.
+					stop := make(chan struct{})
+					var publisher sync.WaitGroup
+					var written atomic.Uint64
+					publisher.Go(func() {
+						for i := 0; ; i++ {
+							select {
+							case <-stop:
+								return
+							default:
 							}
-							delivered.Add(1)
+							if tc.growLayers {
+								video.Layer(fmt.Sprint(i))
+								audio.Layer(fmt.Sprint(i))
+								time.Sleep(100 * time.Microsecond)
+								continue
+							}
+							// Both video layers get keyframes now and then.
+							p := newPacket(1, uint16(i), uint32(i)*3000, h264Stream(7)(i))
+							layers[(i/5)%2].WritePacket(p)
+							layers[2].WritePacket(newPacket(2, uint16(i), uint32(i)*960, opusFrame))
+							written.Add(2)
 						}
-						r.Unsubscribe()
-						r.Close()
-						if !isClosed(r.Done()) {
-							t.Error("reader's Done is open after Close")
+					})
+					var wg sync.WaitGroup
+					var delivered atomic.Uint64
+					for g := range joiners {
+						wg.Go(func() {
+							for i := range rounds {
+								track := video
+								if (g+i)%3 == 0 {
+									track = audio
+								}
+								r := kind.newReader(track, g%4+1)
+								if ls := track.Layers(); len(ls) > 1 && i%2 == 0 {
+									r.SwitchLayer(ls[(i/2)%len(ls)])
+								}
+								runtime.Gosched()
+								for _, e := range queued(r) {
+									if e.Packet.Layer.Track() != track {
+										t.Errorf("reader of track %d got a packet of track %d", track.Index(), e.Packet.Layer.Track().Index())
+									}
+									delivered.Add(1)
+								}
+								r.Unsubscribe()
+								r.Close()
+								if !isClosed(r.Done()) {
+									t.Error("reader's Done is open after Close")
+								}
+							}
+						})
+					}
+					wg.Wait()
+					close(stop)
+					publisher.Wait()
+
+					if n := pub.Stream().ReaderCount(); n != 0 {
+						t.Errorf("stream has %d readers after all closed", n)
+					}
+					for _, track := range pub.Stream().Tracks() {
+						for _, l := range track.Layers() {
+							if n := l.ReaderCount(); n != 0 {
+								t.Errorf("track %d layer %q holds %d closed readers", track.Index(), l.RID(), n)
+							}
 						}
 					}
+					if got := h.Stats().PacketsIn.Load(); got != written.Load() {
+						t.Errorf("hub counted %d packets in, want %d", got, written.Load())
+					}
+					t.Logf("%d packets read by %d short-lived readers", delivered.Load(), joiners*rounds)
 				})
 			}
-			wg.Wait()
-			close(stop)
-			publisher.Wait()
-
-			if n := pub.Stream().ReaderCount(); n != 0 {
-				t.Errorf("stream has %d readers after all closed", n)
-			}
-			for _, track := range pub.Stream().Tracks() {
-				for _, l := range track.Layers() {
-					if n := l.ReaderCount(); n != 0 {
-						t.Errorf("track %d layer %q holds %d closed readers", track.Index(), l.RID(), n)
-					}
-				}
-			}
-			if got := h.Stats().PacketsIn.Load(); got != written.Load() {
-				t.Errorf("hub counted %d packets in, want %d", got, written.Load())
-			}
-			t.Logf("%d packets read by %d short-lived readers", delivered.Load(), joiners*rounds)
 		})
 	}
 }
@@ -694,6 +719,86 @@ func TestHistory(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := layer.Retransmission(tc.ssrc, tc.seq); got != tc.want {
 				t.Errorf("Retransmission(%#x, %d) = %p, want %p", tc.ssrc, tc.seq, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSlowNotifiedReader: a notified reader that falls more than its queue behind loses what it
+// missed, counted, and goes on from the newest packet — video from the next keyframe, asked for
+// once — while a reader that keeps up loses nothing.
+func TestSlowNotifiedReader(t *testing.T) {
+	lapped := slowReaderCase{"audio lapped by the ring", codecOpus, opusFrame, opusFrame, ringSize, ringSize + 10, false}
+	for _, tc := range append(slices.Clone(slowReaderCases), lapped) {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newTestHub(t, 0)
+			track := mustPublish(t, h, "live/slow", tc.codec).Stream().Tracks()[0]
+			layer := track.Layer("")
+			n := NewNotifier()
+			fast := track.NewNotifiedReader(ringSize, n)
+			slow := track.NewNotifiedReader(tc.queue, n)
+			var all, fastGot []*Packet
+			seq := uint16(0)
+			write := func(payload []byte) *Packet {
+				p := newPacket(9, seq, uint32(seq)*3000, payload)
+				seq++
+				all = append(all, p)
+				layer.WritePacket(p)
+				for _, e := range queued(fast) {
+					fastGot = append(fastGot, e.Packet)
+				}
+				return p
+			}
+			requestsBefore := layer.Stats().KeyframeRequests
+			write(tc.key)
+			for range tc.burst - 1 {
+				write(tc.delta)
+			}
+			got := queued(slow)
+			wantDropped := uint64(tc.burst - 1) // all but the newest
+			if tc.needsKeyframe {
+				wantDropped++ // the newest is a delta frame
+				if len(got) != 0 {
+					t.Fatalf("slow video reader went on with %s, want nothing before a keyframe", describe(got))
+				}
+				if got := layer.Stats().KeyframeRequests - requestsBefore; got != 1 {
+					t.Errorf("slow reader asked for %d keyframes, want 1", got)
+				}
+			} else if len(got) != 1 || got[0].Packet != all[len(all)-1] {
+				t.Fatalf("slow audio reader went on with %s, want the newest packet", describe(got))
+			}
+			if got := slow.Dropped(); got != wantDropped {
+				t.Fatalf("slow reader dropped %d, want %d", got, wantDropped)
+			}
+			if got := h.Stats().ReaderDrops.Load(); got != wantDropped {
+				t.Fatalf("hub ReaderDrops %d, want %d", got, wantDropped)
+			}
+
+			// Keeping up again, it resumes: video only at a keyframe.
+			for range 3 {
+				write(tc.delta)
+			}
+			resumed := queued(slow)
+			if tc.needsKeyframe {
+				if len(resumed) != 0 {
+					t.Fatalf("video reader resumed on a delta frame: %v", seqs(resumed))
+				}
+				wantDropped += 3
+			} else if len(resumed) != 3 || resumed[0].Resync {
+				t.Fatalf("audio reader got %s, want 3 packets without resync", describe(resumed))
+			}
+			key := write(tc.key)
+			resumed = queued(slow) // a queue of one holds one packet
+			next := write(tc.delta)
+			resumed = append(resumed, queued(slow)...)
+			if tc.needsKeyframe {
+				wantResumed(t, resumed, key, next)
+			}
+			if got := slow.Dropped(); got != wantDropped {
+				t.Errorf("slow reader dropped %d in all, want %d", got, wantDropped)
+			}
+			if fast.Dropped() != 0 || !slices.Equal(fastGot, all) {
+				t.Errorf("fast reader dropped %d and got %d of %d packets", fast.Dropped(), len(fastGot), len(all))
 			}
 		})
 	}

@@ -80,10 +80,26 @@ func newPacket(ssrc uint32, seq uint16, ts uint32, payload []byte) *Packet {
 	}
 }
 
+// readerKinds are the two ways to read a track: a plain reader's channel, and a notified
+// reader's position in the track's ring. Tests of what a reader gets run for both.
+var readerKinds = []struct {
+	name      string
+	newReader func(t *Track, queue int) *Reader
+}{
+	{"plain", (*Track).NewReader},
+	{"notified", func(t *Track, queue int) *Reader { return t.NewNotifiedReader(queue, NewNotifier()) }},
+}
+
 // queued takes every entry waiting in r's queue without blocking. WritePacket queues synchronously,
 // so after it returns the entries are there.
 func queued(r *Reader) []Entry {
 	var out []Entry
+	if r.notify != nil {
+		for e, ok := r.Next(); ok; e, ok = r.Next() {
+			out = append(out, e)
+		}
+		return out
+	}
 	for {
 		select {
 		case e := <-r.C():

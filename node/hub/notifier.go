@@ -2,13 +2,13 @@ package hub
 
 import "sync/atomic"
 
-// Notifier wakes one consumer goroutine that drains many readers, so an output serving many
-// viewers wakes once per packet instead of once per viewer. The writer of a layer, after handing a
-// packet to every reader, signals each distinct Notifier of those readers at most once; a
-// Notifier already signalled and not yet drained costs the writer one atomic load.
+// Notifier wakes one consumer goroutine that drains many notified readers, so an output serving
+// many viewers wakes once per packet instead of once per viewer. The writer of a layer, once the
+// packet is in the track's ring, signals each distinct Notifier of the layer's notified readers
+// once; a Notifier already signalled and not yet drained costs the writer one atomic load.
 //
-// The consumer waits on C, then calls Clear before it drains its readers' queues: a packet queued
-// after Clear signals C again, so none is left waiting.
+// The consumer waits on C, then calls Clear before it reads its readers (Reader.Next): a packet
+// written after Clear signals C again, so none is left waiting.
 type Notifier struct {
 	pending atomic.Bool
 	c       chan struct{}
@@ -34,9 +34,11 @@ func (n *Notifier) Notify() {
 	}
 }
 
-// NewNotifiedReader is NewReader for a reader drained by the consumer of n: every packet queued to
-// it signals n (once per packet written, however many of n's readers got it). Its C is drained
-// without waiting on it: after C of n receives and Clear, every entry queued is in C.
+// NewNotifiedReader is NewReader for a reader drained by the consumer of n: every packet written to
+// a layer it reads signals n (once per packet, however many of n's readers read that layer). Its
+// packets are read with Next, which never waits: after C of n receives and Clear, Next returns
+// every packet written until then. queue bounds how far behind the reader may fall (at most
+// ringSize packets of the track).
 func (t *Track) NewNotifiedReader(queue int, n *Notifier) *Reader {
 	return t.newReader(queue, n)
 }

@@ -3,8 +3,10 @@
 //
 // A Stream has Tracks (video, audio); a Track has Layers (simulcast RIDs or transcoder variants),
 // each one RTP stream. The publisher's ingest goroutine writes each packet once to its Layer; the
-// Layer hands the same immutable *Packet to every Reader's bounded queue without waiting. A Reader
-// that falls behind loses packets until the next keyframe and the loss is counted. Keyframe
+// Layer hands the same immutable *Packet to every Reader's bounded queue without waiting — a
+// channel per plain reader, or for notified readers the Track's ring, which they read at their own
+// positions. A Reader that falls behind loses packets until the next keyframe and the loss is
+// counted. Keyframe
 // requests from readers are coalesced per Layer before they reach the publisher.
 package hub
 
@@ -25,6 +27,8 @@ type Packet struct {
 	Layer *Layer
 	// ArrivalNanos is the monotonic-free wall clock (UnixNano) at ingest, for delay metrics.
 	ArrivalNanos int64
+
+	pos uint64 // position in the track's ring
 }
 
 // MarshalSize is the size of the packet on the wire without header extensions.

@@ -19,12 +19,17 @@ type Entry struct {
 
 // Reader receives the packets of one track, from one layer at a time, through a bounded queue. The
 // writer never waits for it: when the queue is full the packet is dropped, counted, and the reader
-// skips to the next keyframe.
+// skips to the next keyframe. A plain reader's queue is a channel (C); a notified reader's is its
+// position in the track's ring (Next, ring.go), and its Notifier is signalled instead.
 type Reader struct {
 	track  *Track
-	queue  chan Entry
+	queue  chan Entry // nil for a notified reader
 	done   chan struct{}
 	notify *Notifier // signalled after a packet is written to the reader's layer, or nil
+
+	// A notified reader's position in the track's ring and its queue bound, in ring positions;
+	// next is its consumer's alone.
+	next, bound uint64
 
 	current atomic.Pointer[Layer] // the layer being delivered
 	pending atomic.Pointer[Layer] // a layer to switch to on its next keyframe
@@ -41,7 +46,7 @@ type Reader struct {
 	closed     bool
 }
 
-// C delivers the reader's packets.
+// C delivers a plain reader's packets (a notified reader's come from Next; its C is nil).
 func (r *Reader) C() <-chan Entry { return r.queue }
 
 // Done is closed when the stream ends or the reader is closed.
@@ -59,26 +64,11 @@ func (r *Reader) Dropped() uint64 { return r.dropped.Load() }
 // Delivered is the number of packets queued to this reader.
 func (r *Reader) Delivered() uint64 { return r.delivered.Load() }
 
-// push runs on the writer's goroutine and never blocks.
+// push queues p to a plain reader; it runs on the writer's goroutine and never blocks.
 func (r *Reader) push(p *Packet) {
-	resync := false
-	if l := p.Layer; l != r.current.Load() {
-		if l != r.pending.Load() || !p.Keyframe {
-			return
-		}
-		// Switch on the target layer's keyframe. The reader's own goroutine unsubscribes from the
-		// old layer when it sees the switch.
-		r.current.Store(l)
-		r.pending.CompareAndSwap(l, nil)
-		r.needKeyframe.Store(false)
-		resync = true
-	} else if r.needKeyframe.Load() {
-		if !p.Keyframe {
-			r.drop(p)
-			return
-		}
-		r.needKeyframe.Store(false)
-		resync = true
+	resync, ok := r.admit(p)
+	if !ok {
+		return
 	}
 	select {
 	case r.queue <- Entry{Packet: p, Resync: resync}:
@@ -90,6 +80,32 @@ func (r *Reader) push(p *Packet) {
 			p.Layer.RequestKeyframe()
 		}
 	}
+}
+
+// admit tells whether the reader takes p, a packet of one of its track's layers, and whether p
+// resyncs it: the reader's own layer's packets once it has a keyframe, and the keyframe of a layer
+// it is switching to, which makes that layer its own.
+func (r *Reader) admit(p *Packet) (resync, ok bool) {
+	if l := p.Layer; l != r.current.Load() {
+		if l != r.pending.Load() || !p.Keyframe {
+			return false, false
+		}
+		// Switch on the target layer's keyframe. The reader's own goroutine unsubscribes from the
+		// old layer when it sees the switch.
+		r.current.Store(l)
+		r.pending.CompareAndSwap(l, nil)
+		r.needKeyframe.Store(false)
+		return true, true
+	}
+	if r.needKeyframe.Load() {
+		if !p.Keyframe {
+			r.drop(p)
+			return false, false
+		}
+		r.needKeyframe.Store(false)
+		return true, true
+	}
+	return false, true
 }
 
 // SwitchLayer makes the reader move to layer l at l's next keyframe (at once if it has nothing yet).

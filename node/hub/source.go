@@ -91,7 +91,9 @@ func (l *Layer) ResyncReaders() {
 	if l.track.kind != KindVideo {
 		return
 	}
-	for _, r := range *l.readers.Load() {
-		r.needKeyframe.Store(true)
+	for _, list := range []*[]*Reader{l.readers.Load(), l.notified.Load()} {
+		for _, r := range *list {
+			r.needKeyframe.Store(true)
+		}
 	}
 }

@@ -116,21 +116,25 @@ func TestNewLayerReaderReadsOneLayer(t *testing.T) {
 }
 
 func TestResyncReadersWaitsForKeyframe(t *testing.T) {
-	h := newTestHub(t, 0)
-	p := mustPublish(t, h, "live/x", codecH264)
-	l := p.Stream().Tracks()[0].Layer("")
-	r := p.Stream().Tracks()[0].NewReader(16)
-	defer r.Close()
-	l.WritePacket(newPacket(1, 1, 0, h264IDR))
-	l.WritePacket(newPacket(1, 2, 0, h264Slice))
-	if n := len(queued(r)); n != 2 {
-		t.Fatalf("%d entries before the resync", n)
-	}
-	l.ResyncReaders() // a new upstream: its deltas do not decode
-	l.WritePacket(newPacket(9, 50, 0, h264Slice))
-	l.WritePacket(newPacket(9, 51, 0, h264IDR))
-	got := queued(r)
-	if len(got) != 1 || got[0].Packet.Header.SequenceNumber != 51 || !got[0].Resync {
-		t.Fatalf("after a resync got %v, want the keyframe only, marked Resync", seqs(got))
+	for _, kind := range readerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			h := newTestHub(t, 0)
+			p := mustPublish(t, h, "live/x", codecH264)
+			l := p.Stream().Tracks()[0].Layer("")
+			r := kind.newReader(p.Stream().Tracks()[0], 16)
+			defer r.Close()
+			l.WritePacket(newPacket(1, 1, 0, h264IDR))
+			l.WritePacket(newPacket(1, 2, 0, h264Slice))
+			if n := len(queued(r)); n != 2 {
+				t.Fatalf("%d entries before the resync", n)
+			}
+			l.ResyncReaders() // a new upstream: its deltas do not decode
+			l.WritePacket(newPacket(9, 50, 0, h264Slice))
+			l.WritePacket(newPacket(9, 51, 0, h264IDR))
+			got := queued(r)
+			if len(got) != 1 || got[0].Packet.Header.SequenceNumber != 51 || !got[0].Resync {
+				t.Fatalf("after a resync got %v, want the keyframe only, marked Resync", seqs(got))
+			}
+		})
 	}
 }

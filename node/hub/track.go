@@ -49,6 +49,8 @@ type Track struct {
 	layers  atomic.Pointer[[]*Layer] // copy-on-write
 	mu      sync.Mutex               // guards layers writes and readers
 	readers map[*Reader]struct{}
+
+	ring ring // the latest packets of every layer, for notified readers
 }
 
 func newTrack(s *Stream, index int, spec TrackSpec) *Track {
@@ -150,7 +152,12 @@ func (t *Track) newReader(queue int, n *Notifier) *Reader {
 	if queue <= 0 {
 		queue = DefaultReaderQueue
 	}
-	r := &Reader{track: t, queue: make(chan Entry, queue), done: make(chan struct{}), notify: n}
+	r := &Reader{track: t, done: make(chan struct{}), notify: n}
+	if n == nil {
+		r.queue = make(chan Entry, queue)
+	} else {
+		r.next, r.bound = t.ring.head.Load(), uint64(min(queue, ringSize))
+	}
 	if t.kind == KindVideo {
 		r.needKeyframe.Store(true)
 	}

@@ -74,8 +74,11 @@ func (vt *viewerTrack) drain(packets, bytes *uint64) {
 	if vt.gone {
 		return
 	}
-	for q := r.C(); len(q) > 0; {
-		e := <-q
+	for {
+		e, ok := r.Next()
+		if !ok {
+			return
+		}
 		if e.Packet.Layer != vt.last {
 			if vt.last != nil {
 				r.Unsubscribe() // switched layers: leave the old one
