@@ -62,8 +62,13 @@ func newSettingEngine(server string) webrtc.SettingEngine {
 
 // newPublisherAPI returns the API of the one publisher: H264 42e01f and Opus only, with pion's
 // default interceptors (NACK responder, sender reports, TWCC sequence numbers) as a real
-// encoder-side peer would have.
-func newPublisherAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
+// encoder-side peer would have, and sockets that note when each RTP datagram is written in sent.
+func newPublisherAPI(se webrtc.SettingEngine, sent *arrivals) (*webrtc.API, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("network interfaces: %w", err)
+	}
+	se.SetNet(sendNet(n, sent))
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, false); err != nil {
 		return nil, err
@@ -111,7 +116,7 @@ func newSubscriberAPIs(se webrtc.SettingEngine, receiverReports bool) (*subscrib
 // forSubscriber returns an API whose sockets note arrivals in arr.
 func (a *subscriberAPIs) forSubscriber(arr *arrivals) *webrtc.API {
 	se := a.se
-	se.SetNet(&stampNet{Net: a.net, arr: arr})
+	se.SetNet(stampNet(a.net, arr))
 	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(a.m),
 		webrtc.WithInterceptorRegistry(a.ir))
 }

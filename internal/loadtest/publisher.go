@@ -33,6 +33,13 @@ type publisher struct {
 	measuring *atomic.Bool
 	pacerWait histogram
 
+	// sent holds when the publisher's sockets wrote each RTP datagram, which out maps to the
+	// packets' stamps for the subscribers (sendstamp.go); writeDelay[video, audio], owned by the
+	// send loops, is the time from stamp to socket inside the window.
+	sent       *arrivals
+	out        *outTimes
+	writeDelay [2]histogram
+
 	wantKeyframe atomic.Bool
 	counters     publisherCounters
 	failed       atomic.Bool // the connection failed after it was up
@@ -50,10 +57,13 @@ type publisherCounters struct {
 
 // startPublisher connects to the WHIP endpoint of cfg and starts sending. The caller must Close it.
 // The video pacer's waits are recorded while measuring is set.
-func startPublisher(ctx context.Context, cfg Config, api *webrtc.API, sig *signaler, measuring *atomic.Bool,
-	log *slog.Logger,
+// Its sockets must note their RTP datagrams in sent (the API's sendNet); the send time of each
+// stamped packet is then put in out.
+func startPublisher(ctx context.Context, cfg Config, api *webrtc.API, sent *arrivals, out *outTimes, sig *signaler,
+	measuring *atomic.Bool, log *slog.Logger,
 ) (*publisher, error) {
-	p := &publisher{log: log, sig: sig, bitrate: cfg.VideoBitrate, pacing: cfg.Pacing, measuring: measuring}
+	p := &publisher{log: log, sig: sig, bitrate: cfg.VideoBitrate, pacing: cfg.Pacing, measuring: measuring,
+		sent: sent, out: out}
 	var err error
 	if p.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return nil, fmt.Errorf("new publisher peer connection: %w", err)
@@ -95,9 +105,30 @@ func startPublisher(ctx context.Context, cfg Config, api *webrtc.API, sig *signa
 	p.wg.Add(4)
 	go p.readRTCP(senders[0], true)
 	go p.readRTCP(senders[1], false)
-	go p.sendVideo(sendCtx)
-	go p.sendAudio(sendCtx)
+	ssrc := func(s *webrtc.RTPSender) uint32 { return uint32(s.GetParameters().Encodings[0].SSRC) }
+	go p.sendVideo(sendCtx, p.timed(p.video.WriteRTP, ssrc(senders[0]), &p.writeDelay[0]))
+	go p.sendAudio(sendCtx, p.timed(p.audio.WriteRTP, ssrc(senders[1]), &p.writeDelay[1]))
 	return p, nil
+}
+
+// timed wraps the write of a track with SSRC ssrc: after each stamped packet it puts the time its
+// datagram went to the socket in p.out, and records the time from stamp to socket in delay
+// inside the window.
+func (p *publisher) timed(write func(*rtp.Packet) error, ssrc uint32, delay *histogram) func(*rtp.Packet) error {
+	return func(pkt *rtp.Packet) error {
+		stamp, stamped := readStamp(pkt.Payload)
+		err := write(pkt)
+		if !stamped {
+			return err
+		}
+		if at, ok := p.sent.lookup(ssrc, pkt.SequenceNumber); ok && at >= stamp {
+			p.out.put(stamp, at)
+			if p.measuring.Load() {
+				delay.record(time.Duration(at - stamp))
+			}
+		}
+		return err
+	}
 }
 
 // Close stops sending, DELETEs the WHIP session and closes the PeerConnection, waiting for every
@@ -150,7 +181,7 @@ func pace(ctx context.Context, interval time.Duration, send func(n int, due time
 // send time just before it is written. Packets leave through the pacer; a frame due while the
 // previous one still drains (after a keyframe) waits behind it, and each packet's wait, from its
 // frame's due time to its write, is recorded inside the measurement window.
-func (p *publisher) sendVideo(ctx context.Context) {
+func (p *publisher) sendVideo(ctx context.Context, write func(*rtp.Packet) error) {
 	defer p.wg.Done()
 	gen := newH264Generator(p.bitrate, VideoFPS, int(GOPDuration*VideoFPS/time.Second), 1)
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: ptH264}}
@@ -170,7 +201,7 @@ func (p *publisher) sendVideo(ctx context.Context) {
 			}
 			return true
 		}
-		seq = writeFrame(p.video.WriteRTP, &pkt, payloads, seq, ts0+uint32(n*90_000/VideoFPS), true, h264Stampable,
+		seq = writeFrame(write, &pkt, payloads, seq, ts0+uint32(n*90_000/VideoFPS), true, h264Stampable,
 			hold, &p.counters)
 		for _, payload := range payloads {
 			p.counters.videoBytes.Add(uint64(len(payload)))
@@ -181,13 +212,13 @@ func (p *publisher) sendVideo(ctx context.Context) {
 
 // sendAudio sends one Opus packet every 20 ms with a 48 kHz timestamp. The audio never pauses, so
 // only the first packet starts a talkspurt and has the marker bit (RFC 7587 4.1).
-func (p *publisher) sendAudio(ctx context.Context) {
+func (p *publisher) sendAudio(ctx context.Context, write func(*rtp.Packet) error) {
 	defer p.wg.Done()
 	payloads := [][]byte{newOpusPayload(2)}
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: ptOpus}}
 	seq, ts0 := uint16(rand.Uint32()), rand.Uint32()
 	pace(ctx, opusFrameDuration, func(n int, _ time.Time) {
-		seq = writeFrame(p.audio.WriteRTP, &pkt, payloads, seq, ts0+uint32(n*opusFrameSamples), n == 0, opusStampable,
+		seq = writeFrame(write, &pkt, payloads, seq, ts0+uint32(n*opusFrameSamples), n == 0, opusStampable,
 			nil, &p.counters)
 		p.counters.audioPackets.Add(1)
 	})
@@ -269,6 +300,16 @@ func (p *publisher) pacerStats() *PacerStats {
 		s.BurstMs = ms(pacerBurst)
 	}
 	return s
+}
+
+// writeDelays reports the time from the stamp to the socket of the packets sent inside the window.
+// It may only be called after Close, which joins the send loops that own them.
+func (p *publisher) writeDelays() *Percentiles {
+	var all histogram
+	all.merge(&p.writeDelay[0])
+	all.merge(&p.writeDelay[1])
+	pct := all.percentiles()
+	return &pct
 }
 
 func (p *publisher) snapshot() publisherSnapshot { return p.counters.snapshot() }

@@ -29,8 +29,10 @@ type Report struct {
 	TimeToFirstFrame Percentiles `json:"time_to_first_frame"`
 	// TimeToKeyframe runs from a subscriber's POST to the first packet of a keyframe.
 	TimeToKeyframe Percentiles `json:"time_to_keyframe"`
-	// Delay is the one-way delay of stamped video and audio packets, publisher write to
-	// subscriber read, inside the measurement window.
+	// Delay is the one-way delay of stamped video and audio packets, publisher packet out to
+	// subscriber read, inside the measurement window. A WHIP publisher's packet is out when its
+	// datagram goes to the socket (Publisher.WriteDelay is the time before that, in the load
+	// tool's own send path); an SRT publisher's when it is stamped.
 	Delay Percentiles `json:"delay"`
 	// SocketDelay is the same delay to the moment the kernel put the packet in the subscriber's
 	// socket (its receive timestamp): the delay the node and the network add, without the wait
@@ -98,6 +100,10 @@ type PublisherStats struct {
 	ConnectionFailed      bool   `json:"connection_failed,omitempty"`
 	// Pacer is the WHIP publisher's video pacer; nil for SRT ingest, which SRT paces.
 	Pacer *PacerStats `json:"pacer,omitempty"`
+	// WriteDelay is how long the WHIP publisher's stamped packets took from their stamp to the
+	// socket (pion's send path in the load tool), left out of Delay and SocketDelay; nil for SRT
+	// ingest, measured from the stamp.
+	WriteDelay *Percentiles `json:"write_delay,omitempty"`
 }
 
 // PacerStats describes the publisher's video pacer and what it added before the packets left:
@@ -182,6 +188,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			p.KeyframeRequestsTotal, failed)
 		if p.Pacer != nil {
 			line("pacer", "%s", pacerText(*p.Pacer))
+		}
+		if p.WriteDelay != nil && p.WriteDelay.Count > 0 {
+			line("publisher write", "%s (stamp to socket, not in the delays)", pct(*p.WriteDelay))
 		}
 	}
 	for _, p := range r.ServerProcesses {

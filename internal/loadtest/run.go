@@ -32,7 +32,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	log = log.With("stream", cfg.Stream)
 
 	se := newSettingEngine(cfg.Server)
-	pubAPI, err := newPublisherAPI(se)
+	sent := new(arrivals)
+	pubAPI, err := newPublisherAPI(se, sent)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +66,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		log:     log,
 		sig:     &signaler{client: client, token: cfg.Token},
 		subAPIs: subAPIs,
+		sent:    sent,
+		out:     new(outTimes),
 	}
 	return r.execute(ctx, pubAPI)
 }
@@ -76,6 +79,9 @@ type mediaPublisher interface {
 	// pacerStats is the video pacer's settings and waits inside the window, once Close returned;
 	// nil when the publisher has no pacer of its own.
 	pacerStats() *PacerStats
+	// writeDelays is the time from the stamp to the publisher's socket inside the window, once
+	// Close returned; nil when the send times are not known (packets measured from the stamp).
+	writeDelays() *Percentiles
 	// Failed reports whether the publisher's connection failed after it was up.
 	Failed() bool
 }
@@ -88,6 +94,8 @@ type run struct {
 	log       *slog.Logger
 	sig       *signaler
 	subAPIs   *subscriberAPIs
+	sent      *arrivals // when the WHIP publisher's sockets wrote its RTP datagrams
+	out       *outTimes // when each stamped packet went out, for the subscribers (sendstamp.go)
 	measuring atomic.Bool
 	failures  atomic.Int64
 	pub       mediaPublisher
@@ -114,8 +122,8 @@ func (r *run) execute(ctx context.Context, pubAPI *webrtc.API) (*Report, error) 
 		if r.cfg.ingest() == ProtoSRT {
 			pub, err = startSRTPublisher(r.cfg, r.log)
 		} else {
-			pub, err = startPublisher(ctx, r.cfg, pubAPI, &signaler{client: r.sig.client, token: r.cfg.publishToken()},
-				&r.measuring, r.log)
+			pub, err = startPublisher(ctx, r.cfg, pubAPI, r.sent, r.out,
+				&signaler{client: r.sig.client, token: r.cfg.publishToken()}, &r.measuring, r.log)
 		}
 		if err != nil {
 			return nil, err
@@ -173,7 +181,7 @@ func (r *run) ramp(ctx context.Context) error {
 		if err = sleep(ctx, time.Until(start.Add(time.Duration(i)*interval))); err != nil {
 			break
 		}
-		s := newSubscriber(i, r.sig, &r.measuring)
+		s := newSubscriber(i, r.sig, r.out, &r.measuring)
 		r.subs = append(r.subs, s)
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)

@@ -71,6 +71,11 @@ func TestRunEndToEnd(t *testing.T) {
 	if rep.SocketDelay.P50Ms <= 0 || rep.SocketDelay.P50Ms > rep.Delay.P50Ms || rep.SocketDelay.MaxMs > rep.Delay.MaxMs {
 		t.Errorf("socket delay %+v not within delay %+v", rep.SocketDelay, rep.Delay)
 	}
+	// Every stamped packet of the WHIP publisher had its socket's send time noted, at or after its
+	// stamp; the delays start there.
+	if w := rep.Publisher; w == nil || w.WriteDelay == nil || w.WriteDelay.Count < w.VideoPackets/2 || w.WriteDelay.P50Ms < 0 {
+		t.Errorf("publisher write delay %+v", w)
+	}
 	// 4 subscribers × 2.5 s × 50 audio packets/s, allowing for a slow machine under -race.
 	if rep.Audio.Packets < 4*50 || rep.Video.Packets < 4*30 {
 		t.Errorf("packets: video %d audio %d", rep.Video.Packets, rep.Audio.Packets)

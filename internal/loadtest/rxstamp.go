@@ -12,7 +12,7 @@ import (
 
 // A WHEP subscriber's delay is measured twice: when its track reader gets a packet (Delay), and
 // when the kernel put the datagram in the subscriber's socket (SocketDelay). The second is the
-// delay the node and the network add, publisher write to subscriber packet in, without the time
+// delay the node and the network add, publisher packet out to subscriber packet in, without the time
 // the packet then waits for the load tool's own goroutines (pion's read loop, SRTP, the track
 // reader), which on a shared machine is often longer than the node's part.
 //
@@ -103,25 +103,33 @@ func (a *arrivals) noteDatagram(b []byte, at int64) {
 	a.note(binary.BigEndian.Uint32(b[8:]), binary.BigEndian.Uint16(b[2:]), at)
 }
 
-// stampNet is the transport.Net of one subscriber: the system's, with UDP sockets that note the
-// kernel receive time of every RTP datagram in arr.
-type stampNet struct {
+// udpNet is a transport.Net whose UDP sockets, when they are *net.UDPConn, are wrapped by wrap.
+type udpNet struct {
 	transport.Net
-	arr *arrivals
+	wrap func(*net.UDPConn) transport.UDPConn
 }
 
-// ListenUDP opens the socket and turns on receive timestamps; a socket that refuses them is
-// returned as it is (the subscriber then has no socket delay).
-func (n *stampNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+func (n *udpNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, laddr)
 	if err != nil {
 		return nil, err
 	}
-	uc, ok := c.(*net.UDPConn)
-	if !ok || enableRxTimestamps(uc) != nil {
-		return c, nil
+	if uc, ok := c.(*net.UDPConn); ok {
+		return n.wrap(uc), nil
 	}
-	return &stampConn{UDPConn: uc, arr: n.arr, oob: make([]byte, unix.CmsgSpace(16))}, nil
+	return c, nil
+}
+
+// stampNet is the transport.Net of one subscriber: the system's, with UDP sockets that note the
+// kernel receive time of every RTP datagram in arr. A socket that refuses receive timestamps is
+// left as it is (the subscriber then has no socket delay).
+func stampNet(n transport.Net, arr *arrivals) transport.Net {
+	return &udpNet{Net: n, wrap: func(uc *net.UDPConn) transport.UDPConn {
+		if enableRxTimestamps(uc) != nil {
+			return uc
+		}
+		return &stampConn{UDPConn: uc, arr: arr, oob: make([]byte, unix.CmsgSpace(16))}
+	}}
 }
 
 func enableRxTimestamps(uc *net.UDPConn) error {

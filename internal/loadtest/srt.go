@@ -168,6 +168,9 @@ func (p *srtPublisher) snapshot() publisherSnapshot { return p.counters.snapshot
 // pacerStats is nil: SRT paces its own sending.
 func (p *srtPublisher) pacerStats() *PacerStats { return nil }
 
+// writeDelays is nil: the SRT publisher's packets are measured from their stamps.
+func (p *srtPublisher) writeDelays() *Percentiles { return nil }
+
 // Failed reports whether sending failed: SRT writes fail once the connection is gone.
 func (p *srtPublisher) Failed() bool { return p.counters.writeErrors.Load() > 0 }
 
@@ -222,9 +225,9 @@ func (s *subscriber) readTS(conn srt.Conn, ready chan<- error) {
 						continue
 					}
 					s.firstVideo.CompareAndSwap(0, max(1, now.UnixNano()-s.postedAt.Load()))
-					if sent, ok := readStamp(nal); ok && s.measuring.Load() {
-						s.video.seq.add(video.slot(sent))
-						s.video.delay.record(time.Duration(now.UnixNano() - sent))
+					if stamp, ok := readStamp(nal); ok && s.measuring.Load() {
+						s.video.seq.add(video.slot(stamp))
+						s.video.delay.record(time.Duration(now.UnixNano() - s.out.sentAt(stamp)))
 					}
 				}
 				return nil
@@ -233,9 +236,9 @@ func (s *subscriber) readTS(conn srt.Conn, ready chan<- error) {
 			r.OnDataOpus(t, func(_ int64, packets [][]byte) error {
 				now := time.Now()
 				for _, p := range packets {
-					if sent, ok := readStamp(p); ok && s.measuring.Load() {
-						s.audio.seq.add(audio.slot(sent))
-						s.audio.delay.record(time.Duration(now.UnixNano() - sent))
+					if stamp, ok := readStamp(p); ok && s.measuring.Load() {
+						s.audio.seq.add(audio.slot(stamp))
+						s.audio.delay.record(time.Duration(now.UnixNano() - s.out.sentAt(stamp)))
 					}
 				}
 				return nil

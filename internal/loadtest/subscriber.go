@@ -39,8 +39,10 @@ type subscriber struct {
 
 	// Owned by the track readers until they are joined in close.
 	video, audio trackStats
-	// arr holds the kernel receive times of the WHEP subscriber's RTP packets (rxstamp.go).
+	// arr holds the kernel receive times of the WHEP subscriber's RTP packets (rxstamp.go); out,
+	// when the publisher's packets went out (sendstamp.go).
 	arr *arrivals
+	out *outTimes
 
 	mu      sync.Mutex
 	closing bool
@@ -55,8 +57,8 @@ type trackStats struct {
 	socketDelay histogram
 }
 
-func newSubscriber(id int, sig *signaler, measuring *atomic.Bool) *subscriber {
-	return &subscriber{id: id, sig: sig, measuring: measuring}
+func newSubscriber(id int, sig *signaler, out *outTimes, measuring *atomic.Bool) *subscriber {
+	return &subscriber{id: id, sig: sig, out: out, measuring: measuring}
 }
 
 // connect sets up the PeerConnection and the WHEP session. On error the subscriber still has to be
@@ -190,7 +192,8 @@ func (s *subscriber) onRTP(isVideo bool, seq uint16, payload []byte, keyframeSta
 		return
 	}
 	stats.seq.add(seq)
-	if sent, ok := readStamp(payload); ok {
+	if stamp, ok := readStamp(payload); ok {
+		sent := s.out.sentAt(stamp)
 		stats.delay.record(time.Duration(now.UnixNano() - sent))
 		if s.arr != nil {
 			if at, ok := s.arr.lookup(ssrc, seq); ok {

@@ -69,6 +69,7 @@ func (r *run) report(w *window) *Report {
 	if !r.cfg.NoPublish {
 		rep.Publisher = publisherStats(w.pubFirst, w.pubLast, r.pub.Failed())
 		rep.Publisher.Pacer = r.pub.pacerStats()
+		rep.Publisher.WriteDelay = r.pub.writeDelays()
 	}
 	forwarded := rep.Video.Packets + rep.Audio.Packets
 	var total ProcessUsage
