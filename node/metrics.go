@@ -45,6 +45,7 @@ func newRegistry(id string, role Role, h *hub.Hub, w *webrtcserver.Server) *prom
 	counter("webrtc_send_batches_total", "sendmmsg calls carrying RTP to viewers.", ws.SendBatches.Load)
 	counter("webrtc_batched_packets_total", "RTP datagrams to viewers sent in sendmmsg batches.", ws.BatchedPackets.Load)
 	counter("webrtc_send_errors_total", "RTP datagrams to viewers the kernel refused.", ws.SendErrors.Load)
+	counter("webrtc_send_buffer_waits_total", "Times a fan-out batch found the UDP socket's send buffer full and waited for room.", ws.SendBufferWaits.Load)
 	counter("webrtc_gso_messages_total", "Messages that carried several datagrams to one viewer (UDP GSO).", ws.GSOMessages.Load)
 	counter("webrtc_gso_disabled_total", "Send batches that found UDP GSO refused and went on without it.", ws.GSODisabled.Load)
 	counter("webrtc_own_srtp_viewers_total", "Viewers whose RTP the node encrypted itself (its first packet matched pion's).", ws.OwnSRTPViewers.Load)

@@ -332,6 +332,7 @@ func (b *sendBatch) flush() {
 		if !b.sendmmsg(uintptr(b.fd)) {
 			// The send buffer is full: wait for it in the poller through the mux's descriptor,
 			// and send from there.
+			b.stats.SendBufferWaits.Add(1)
 			if err := b.raw.Write(b.write); err != nil {
 				b.stats.SendErrors.Add(uint64(b.n - b.first[b.sent]))
 				break // the socket is closed

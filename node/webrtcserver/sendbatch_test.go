@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -298,4 +299,81 @@ func sendFloorRounds(b *testing.B, batch *sendBatch, dests []netip.AddrPort, p [
 	used := cpu() - start
 	b.StopTimer()
 	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "sender-µs/datagram")
+}
+
+// slowLoopbackEnv is set in TestSendBatchWaitsForSendBuffer's own run inside its namespace.
+const slowLoopbackEnv = "STREAMFLEET_TEST_SLOW_LOOPBACK"
+
+// TestSendBatchWaitsForSendBuffer: when the socket's send buffer is full, sendmmsg fails with
+// EAGAIN part-way through a batch; the batch waits in Go's poller through the mux's descriptor and
+// sends the rest from there, so every datagram arrives, in order, none counted as an error.
+// Loopback frees a datagram's share of the send buffer as it sends it, so the buffer never fills
+// there: the test runs itself again in a network namespace of its own (with a user namespace, so no
+// root is needed) whose loopback has a token-bucket qdisc at 2 Mbit/s, which holds the datagrams,
+// and their buffer, until they may leave.
+func TestSendBatchWaitsForSendBuffer(t *testing.T) {
+	if os.Getenv(slowLoopbackEnv) == "" {
+		script := `ip link set lo up && tc qdisc add dev lo root tbf rate 2mbit burst 4kb latency 10s && exec "$@"`
+		cmd := exec.Command("unshare", "--user", "--map-root-user", "--net", "--", "sh", "-c", script, "sh",
+			os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), slowLoopbackEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+			t.Fatalf("in a namespace with a slow loopback (needs unshare and tc: iproute2, util-linux): %v\n%s", err, out)
+		}
+		t.Logf("in its namespace:\n%s", out)
+		return
+	}
+	pc, err := listenICEUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	raw, err := pc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := new(Stats)
+	b, err := newSendBatch(pc, stats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	r := listenUDP(t)
+	if err := r.SetReadBuffer(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	to := r.LocalAddr().(*net.UDPAddr).AddrPort()
+	// Sizes that differ, so that no two go as one GSO message: 48 datagrams, ~58 KB, ~0.2 s at
+	// the qdisc's rate, through a send buffer that holds two or three.
+	const datagrams = 48
+	start := time.Now()
+	for i := range datagrams {
+		p := make([]byte, 1000+i)
+		p[0] = byte(i)
+		b.add(p, to)
+	}
+	b.flush()
+	t.Logf("%d datagrams sent in %v, %d waits for the send buffer", datagrams, time.Since(start), stats.SendBufferWaits.Load())
+	if stats.SendBufferWaits.Load() == 0 {
+		t.Fatal("the batch never found the send buffer full: the test's qdisc did not hold the datagrams")
+	}
+	if n := stats.SendErrors.Load(); n != 0 {
+		t.Fatalf("%d send errors", n)
+	}
+	buf := make([]byte, 2000)
+	for i := range datagrams {
+		_ = r.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err := r.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if n != 1000+i || buf[0] != byte(i) {
+			t.Fatalf("datagram %d: %d bytes, first byte %d", i, n, buf[0])
+		}
+	}
 }

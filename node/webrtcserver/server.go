@@ -67,10 +67,12 @@ type Stats struct {
 	RetransmissionsDropped atomic.Uint64
 	SenderReports          atomic.Uint64
 	// SendBatches and BatchedPackets count sendmmsg calls and the datagrams they carried;
-	// SendErrors the datagrams the kernel refused.
-	SendBatches    atomic.Uint64
-	BatchedPackets atomic.Uint64
-	SendErrors     atomic.Uint64
+	// SendErrors the datagrams the kernel refused; SendBufferWaits the times a batch found the
+	// socket's send buffer full and waited for room (the network or the device is the limit).
+	SendBatches     atomic.Uint64
+	BatchedPackets  atomic.Uint64
+	SendErrors      atomic.Uint64
+	SendBufferWaits atomic.Uint64
 	// GSOMessages counts messages that carried several datagrams to one viewer (UDP GSO);
 	// GSODisabled the batches that found the kernel refusing it and went on without.
 	GSOMessages atomic.Uint64
