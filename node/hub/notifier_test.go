@@ -117,3 +117,30 @@ func TestNotifierNoLostWakeup(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifiedReaderClose: after Close a notified reader still reads what was written before it
+// closed, and nothing written after, whatever its layers' neighbours on the ring write.
+func TestNotifiedReaderClose(t *testing.T) {
+	h := newTestHub(t, time.Second)
+	track := mustPublish(t, h, "live/close", codecOpus).Stream().Tracks()[0]
+	layer := track.Layer("")
+	r := track.NewNotifiedReader(0, NewNotifier())
+	other := track.NewNotifiedReader(0, NewNotifier()) // keeps the layer read
+	for i := range 2 {
+		layer.WritePacket(newPacket(1, uint16(i), 0, opusFrame))
+	}
+	r.Close()
+	if !isClosed(r.Done()) {
+		t.Fatal("Done open after Close")
+	}
+	for i := range 2 {
+		layer.WritePacket(newPacket(1, uint16(2+i), 0, opusFrame))
+	}
+	if got := seqs(queued(r)); len(got) != 2 || got[0] != 0 || got[1] != 1 {
+		t.Errorf("closed reader read %v, want [0 1]", got)
+	}
+	if got := seqs(queued(other)); len(got) != 4 {
+		t.Errorf("open reader read %v, want 4 packets", got)
+	}
+	other.Close()
+}

@@ -28,8 +28,10 @@ type Reader struct {
 	notify *Notifier // signalled after a packet is written to the reader's layer, or nil
 
 	// A notified reader's position in the track's ring and its queue bound, in ring positions;
-	// next is its consumer's alone.
+	// next is its consumer's alone. end is 1 + the ring's head when it closed (0 while open): what
+	// was written before stays readable, nothing after.
 	next, bound uint64
+	end         atomic.Uint64
 
 	current atomic.Pointer[Layer] // the layer being delivered
 	pending atomic.Pointer[Layer] // a layer to switch to on its next keyframe
@@ -165,6 +167,9 @@ func (r *Reader) Close() {
 		}
 		r.subscribed = nil
 		r.mu.Unlock()
+		if r.notify != nil {
+			r.end.Store(r.track.ring.head.Load() + 1)
+		}
 		r.track.removeReader(r)
 		close(r.done)
 	})

@@ -52,7 +52,10 @@ func (r *Reader) Next() (Entry, bool) {
 	ring := &r.track.ring
 	for {
 		head := ring.head.Load()
-		if r.next == head {
+		if end := r.end.Load(); end != 0 {
+			head = min(head, end-1) // closed
+		}
+		if r.next >= head {
 			return Entry{}, false
 		}
 		if head-r.next > r.bound {
