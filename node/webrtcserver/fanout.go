@@ -66,6 +66,7 @@ func (f *fanout) join(vs *whepSession) bool {
 		c.batch.Store(g.batch)
 		vs.ownSRTP(g)
 	}
+	vs.listHotLines()
 	// Published to the group's goroutine last, with everything above.
 	f.mu.Lock()
 	next := append(append(make([]*whepSession, 0, len(*g.viewers.Load())+1), *g.viewers.Load()...), vs)
@@ -74,18 +75,18 @@ func (f *fanout) join(vs *whepSession) bool {
 	return true
 }
 
-// ownSRTP gives the viewer's tracks the node's own SRTP context, if its DTLS secrets were
+// ownSRTP gives the viewer's tracks the node's own SRTP sealer, if its DTLS secrets were
 // captured (srtpkeys.go); the first packet decides whether it is used.
 func (vs *whepSession) ownSRTP(g *group) {
 	if vs.keys == nil {
 		return
 	}
-	ctx, err := vs.keys.localContext()
+	sealer, err := vs.keys.localSealer()
 	if err != nil {
 		vs.log.Debug("viewer's SRTP left to pion", "reason", err)
 		return
 	}
-	out := newSRTPOut(ctx, vs.conn, g.batch, &g.s.stats, vs.log)
+	out := newSRTPOut(sealer, vs.conn, g.batch, &g.s.stats, vs.log)
 	for _, vt := range vs.tracks {
 		vt.out = out
 	}
@@ -193,7 +194,15 @@ func (g *group) run() {
 			return
 		}
 		g.notify.Clear()
-		for _, vs := range *g.viewers.Load() {
+		viewers := *g.viewers.Load()
+		for i, vs := range viewers {
+			// Each viewer's state is fetched ahead of its turn (prefetch.go).
+			if i+3 < len(viewers) {
+				viewers[i+3].hot.prefetchList()
+			}
+			if i+2 < len(viewers) {
+				viewers[i+2].hot.prefetch()
+			}
 			for _, vt := range vs.tracks {
 				vt.drain(&packets, &bytes)
 			}

@@ -18,8 +18,9 @@ import (
 
 // Own SRTP keys for viewers. pion encrypts every RTP packet to a viewer through its SRTP session,
 // DTLS mux and ICE conn, about 2 µs of locks, lookups and copies per packet on top of the cipher.
-// A fan-out group instead encrypts each packet itself, straight into its sendmmsg batch, with an
-// SRTP context of its own keyed exactly as pion's (RFC 5764 §4.2). pion does not hand out the keys,
+// A fan-out group instead encrypts each packet itself, straight into its sendmmsg batch, with keys
+// of its own derived exactly as pion's (RFC 5764 §4.2): the node's AES-GCM sealer (srtpseal.go)
+// for the GCM profiles, a pion SRTP context of its own for AES-CM. pion does not hand out the keys,
 // so they are derived from what its DTLS layer does hand out to a viewer's own API: the key log
 // (client random, master secret) and the server hello hook (server random, cipher suite, SRTP
 // profile). That needs the node to be the DTLS server, which a WHEP answer may choose (RFC 8842
@@ -101,9 +102,9 @@ func prfHash(id dtls.CipherSuiteID) prf.HashFunc {
 	return sha256.New
 }
 
-// localContext is the SRTP context the node encrypts with, made from the captured secrets, which
+// localSealer is what the node encrypts with (srtpseal.go), made from the captured secrets, which
 // are forgotten then.
-func (k *keyCapture) localContext() (*srtp.Context, error) {
+func (k *keyCapture) localSealer() (rtpSealer, error) {
 	k.mu.Lock()
 	profile := srtp.ProtectionProfile(k.profile)
 	k.mu.Unlock()
@@ -119,9 +120,5 @@ func (k *keyCapture) localContext() (*srtp.Context, error) {
 	if err != nil {
 		return nil, fmt.Errorf("srtp keys: %w", err)
 	}
-	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
-	if err != nil {
-		return nil, fmt.Errorf("srtp context: %w", err)
-	}
-	return ctx, nil
+	return newRTPSealer(profile, cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt)
 }

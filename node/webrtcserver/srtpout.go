@@ -7,15 +7,14 @@ import (
 	"sync/atomic"
 
 	"github.com/pion/rtp"
-	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
-// srtpOut encrypts a viewer's RTP with the node's own SRTP context (see srtpkeys.go) and queues it
+// srtpOut encrypts a viewer's RTP with the node's own SRTP keys (see srtpkeys.go, srtpseal.go) and queues it
 // in the group's sendmmsg batch, skipping pion's write path. It serves every track of one viewer
 // and is used only on the viewer's group goroutine.
 type srtpOut struct {
-	ctx    *srtp.Context
+	sealer rtpSealer
 	conn   *muxConn
 	batch  *sendBatch
 	state  srtpState
@@ -26,10 +25,9 @@ type srtpOut struct {
 	// changed, and pion's write teaches the conn the new address (set from pion's goroutine).
 	reverify atomic.Bool
 
-	plain  []byte     // the packet in the clear, for the first packet's comparison
-	expect []byte     // the same packet as the node would encrypt it
-	big    []byte     // a packet too large for a batch slot
-	parsed rtp.Header // the header as the SRTP context reads it back
+	plain  []byte // the packet in the clear, for the first packet's comparison
+	expect []byte // the same packet as the node would encrypt it
+	big    []byte // a packet too large for a batch slot
 }
 
 type srtpState uint8
@@ -43,8 +41,8 @@ const (
 // srtpOverhead bounds what SRTP adds to a packet: the longest tag (16 bytes) and a ROC (4).
 const srtpOverhead = 20
 
-func newSRTPOut(ctx *srtp.Context, conn *muxConn, batch *sendBatch, stats *Stats, log *slog.Logger) *srtpOut {
-	return &srtpOut{ctx: ctx, conn: conn, batch: batch, stats: stats, log: log}
+func newSRTPOut(sealer rtpSealer, conn *muxConn, batch *sendBatch, stats *Stats, log *slog.Logger) *srtpOut {
+	return &srtpOut{sealer: sealer, conn: conn, batch: batch, stats: stats, log: log}
 }
 
 // write sends one RTP packet to the viewer: through pion until the node's own encryption proved
@@ -63,7 +61,7 @@ func (o *srtpOut) write(w webrtc.TrackLocalWriter, h *rtp.Header, payload []byte
 	return w.WriteRTP(h, payload)
 }
 
-// verify encrypts the packet with the node's context and lets pion send it, comparing the two
+// verify encrypts the packet with the node's sealer and lets pion send it, comparing the two
 // ciphertexts on the way out (muxConn.WriteToAddrPort). A packet pion did not send through the
 // viewer's conn proves nothing, and the next one is tried.
 func (o *srtpOut) verify(w webrtc.TrackLocalWriter, h *rtp.Header, payload []byte) (int, error) {
@@ -75,7 +73,7 @@ func (o *srtpOut) verify(w webrtc.TrackLocalWriter, h *rtp.Header, payload []byt
 		return w.WriteRTP(h, payload)
 	}
 	plain := append(o.plain[:n], payload...)
-	want, err := o.ctx.EncryptRTP(o.expect[:0], plain, &o.parsed)
+	want, err := o.sealer.seal(o.expect[:0], plain, n, h.SSRC, h.SequenceNumber)
 	if err != nil {
 		o.off("encrypt failed")
 		return w.WriteRTP(h, payload)
@@ -122,8 +120,8 @@ func (o *srtpOut) send(h *rtp.Header, payload []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n += copy(buf[n:], payload)
-	out, err := o.ctx.EncryptRTP(buf[:n], buf[:n], &o.parsed)
+	size = n + copy(buf[n:], payload)
+	out, err := o.sealer.seal(buf[:0], buf[:size], n, h.SSRC, h.SequenceNumber)
 	if err != nil {
 		return 0, err
 	}
@@ -137,7 +135,7 @@ func (o *srtpOut) sendLarge(h *rtp.Header, payload []byte, dest netip.AddrPort) 
 	if err != nil {
 		return 0, err
 	}
-	out, err := o.ctx.EncryptRTP(o.big[:0], append(plain, payload...), &o.parsed)
+	out, err := o.sealer.seal(o.big[:0], append(plain, payload...), len(plain), h.SSRC, h.SequenceNumber)
 	if err != nil {
 		return 0, err
 	}

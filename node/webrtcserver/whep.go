@@ -29,6 +29,8 @@ type whepSession struct {
 	closed bool
 	group  *group   // the fan-out group serving the viewer, once connected
 	conn   *muxConn // the viewer's conn of the UDP mux, if batching
+
+	hot hotLines // what a fan-out round touches of the viewer, for prefetching (prefetch.go)
 }
 
 func (s *Server) startWHEP(r *http.Request, w http.ResponseWriter, grant *auth.Grant) (*whepSession, string, *apiError) {
