@@ -6,8 +6,7 @@
 // Layer hands the same immutable *Packet to every Reader's bounded queue without waiting — a
 // channel per plain reader, or for notified readers the Track's ring, which they read at their own
 // positions. A Reader that falls behind loses packets until the next keyframe and the loss is
-// counted. Keyframe
-// requests from readers are coalesced per Layer before they reach the publisher.
+// counted. Keyframe requests from readers are coalesced per Layer before they reach the publisher.
 package hub
 
 import "github.com/pion/rtp"

@@ -10,9 +10,9 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// srtpOut encrypts a viewer's RTP with the node's own SRTP keys (see srtpkeys.go, srtpseal.go) and queues it
-// in the group's sendmmsg batch, skipping pion's write path. It serves every track of one viewer
-// and is used only on the viewer's group goroutine.
+// srtpOut encrypts a viewer's RTP with the node's own SRTP keys (see srtpkeys.go, srtpseal.go) and
+// queues it in the group's sendmmsg batch, skipping pion's write path. It serves every track of one
+// viewer and is used only on the viewer's group goroutine.
 type srtpOut struct {
 	sealer rtpSealer
 	conn   *muxConn

@@ -10,6 +10,8 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+
+	"github.com/streamfleet/streamfleet/node/hub"
 )
 
 // rtpSealer encrypts one viewer's outgoing RTP. seal encrypts the marshalled packet p, whose
@@ -56,8 +58,8 @@ func (s *pionSealer) seal(dst, p []byte, _ int, _ uint32, _ uint16) ([]byte, err
 type gcmSealer struct {
 	aead    cipher.AEAD
 	salt    [12]byte
-	iv      [12]byte      // the packet's, here so that it does not escape to the heap
-	streams [4]sealStream // per SSRC; a viewer has one per track
+	iv      [12]byte                  // the packet's, here so that it does not escape to the heap
+	streams [hub.MaxTracks]sealStream // per SSRC; a viewer has one per track
 	n       int
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+
+	"github.com/streamfleet/streamfleet/node/hub"
 )
 
 // sealerPair is the node's GCM sealer and pion's context under the same random master key.
@@ -102,19 +104,19 @@ func TestGCMSealerMatchesPion(t *testing.T) {
 	}
 }
 
-// TestGCMSealerErrors: a fifth stream and a header length that is not the packet's are errors,
-// not a wrong ciphertext.
+// TestGCMSealerErrors: a stream more than a stream's tracks and a header length that is not the
+// packet's are errors, not a wrong ciphertext.
 func TestGCMSealerErrors(t *testing.T) {
 	s, _ := sealerPair(t, srtp.ProtectionProfileAeadAes128Gcm)
 	p := testPacket(1, 1, false)
 	plain, _ := p.Marshal()
-	for ssrc := uint32(1); ssrc <= 4; ssrc++ {
+	for ssrc := uint32(1); ssrc <= hub.MaxTracks; ssrc++ {
 		if _, err := s.seal(nil, plain, 12, ssrc, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.seal(nil, plain, 12, 5, 1); !errors.Is(err, errSealStreams) {
-		t.Fatalf("a fifth SSRC: %v", err)
+	if _, err := s.seal(nil, plain, 12, hub.MaxTracks+1, 1); !errors.Is(err, errSealStreams) {
+		t.Fatalf("SSRC %d: %v", hub.MaxTracks+1, err)
 	}
 	for _, hdrLen := range []int{0, 11, len(plain) + 1} {
 		if _, err := s.seal(nil, plain, hdrLen, 1, 2); err == nil {
