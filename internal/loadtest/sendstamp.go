@@ -27,7 +27,8 @@ const outTimesSize = 4096
 // outTimes maps the stamp of each packet the WHIP publisher sent to when its datagram went to the
 // socket. The publisher's send loops write; every subscriber reads, without locks: a slot is
 // written stamp 0, time, stamp, and read stamp, time, stamp, so a read racing a write is
-// discarded.
+// discarded — as long as each stamp is put once (a send time, unique per packet): a stamp put
+// again into its slot while a read of it is between its loads could pair it with another's time.
 type outTimes struct {
 	slots [outTimesSize]struct {
 		stamp, out atomic.Int64
