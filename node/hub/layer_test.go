@@ -278,27 +278,7 @@ func TestSlowReader(t *testing.T) {
 			}
 
 			// Drained, the slow reader resumes: video only at a keyframe.
-			for range 3 {
-				write(tc.delta)
-			}
-			drainFast()
-			resumed := queued(slow)
-			if tc.needsKeyframe {
-				if len(resumed) != 0 {
-					t.Fatalf("video reader resumed on a delta frame: %v", seqs(resumed))
-				}
-				wantDropped += 3
-			} else if len(resumed) != 3 || resumed[0].Resync {
-				t.Fatalf("audio reader after draining got %d entries (resync %v), want 3 without resync", len(resumed), len(resumed) > 0 && resumed[0].Resync)
-			}
-			key := write(tc.key)
-			resumed = queued(slow) // a queue of one holds the keyframe only
-			next := write(tc.delta)
-			drainFast()
-			resumed = append(resumed, queued(slow)...)
-			if tc.needsKeyframe {
-				wantResumed(t, resumed, key, next)
-			}
+			wantDropped += slowReaderResumes(t, tc, slow, write, drainFast)
 			if got := slow.Dropped(); got != wantDropped {
 				t.Errorf("slow reader dropped %d in all, want %d", got, wantDropped)
 			}
@@ -312,13 +292,35 @@ func TestSlowReader(t *testing.T) {
 	}
 }
 
-// wantResumed checks that a video reader resumed with the keyframe key, marked Resync, and then
-// the next packet.
-func wantResumed(t *testing.T, got []Entry, key, next *Packet) {
+// slowReaderResumes checks a slow reader that reads again: three delta frames reach it if it is
+// audio and none if it is video, which then resumes with the next keyframe, marked Resync, and the
+// packet after it. write writes a packet, drain lets the other readers read; it returns how many
+// packets the slow reader dropped meanwhile.
+func slowReaderResumes(t *testing.T, tc slowReaderCase, slow *Reader, write func([]byte) *Packet, drain func()) uint64 {
 	t.Helper()
-	if len(got) != 2 || got[0].Packet != key || !got[0].Resync || got[1].Packet != next || got[1].Resync {
-		t.Fatalf("after the keyframe the slow reader got %s, want the keyframe with Resync then the next packet", describe(got))
+	for range 3 {
+		write(tc.delta)
 	}
+	drain()
+	var dropped uint64
+	resumed := queued(slow)
+	if tc.needsKeyframe {
+		if len(resumed) != 0 {
+			t.Fatalf("video reader resumed on a delta frame: %v", seqs(resumed))
+		}
+		dropped = 3
+	} else if len(resumed) != 3 || resumed[0].Resync {
+		t.Fatalf("audio reader got %s, want 3 packets without resync", describe(resumed))
+	}
+	key := write(tc.key)
+	resumed = queued(slow) // a queue of one holds one packet
+	next := write(tc.delta)
+	drain()
+	resumed = append(resumed, queued(slow)...)
+	if tc.needsKeyframe && (len(resumed) != 2 || resumed[0].Packet != key || !resumed[0].Resync || resumed[1].Packet != next || resumed[1].Resync) {
+		t.Fatalf("after the keyframe the slow reader got %s, want the keyframe with Resync then the next packet", describe(resumed))
+	}
+	return dropped
 }
 
 func describe(entries []Entry) string {
@@ -775,25 +777,7 @@ func TestSlowNotifiedReader(t *testing.T) {
 			}
 
 			// Keeping up again, it resumes: video only at a keyframe.
-			for range 3 {
-				write(tc.delta)
-			}
-			resumed := queued(slow)
-			if tc.needsKeyframe {
-				if len(resumed) != 0 {
-					t.Fatalf("video reader resumed on a delta frame: %v", seqs(resumed))
-				}
-				wantDropped += 3
-			} else if len(resumed) != 3 || resumed[0].Resync {
-				t.Fatalf("audio reader got %s, want 3 packets without resync", describe(resumed))
-			}
-			key := write(tc.key)
-			resumed = queued(slow) // a queue of one holds one packet
-			next := write(tc.delta)
-			resumed = append(resumed, queued(slow)...)
-			if tc.needsKeyframe {
-				wantResumed(t, resumed, key, next)
-			}
+			wantDropped += slowReaderResumes(t, tc, slow, write, func() {})
 			if got := slow.Dropped(); got != wantDropped {
 				t.Errorf("slow reader dropped %d in all, want %d", got, wantDropped)
 			}
