@@ -47,6 +47,9 @@ func newRegistry(id string, role Role, h *hub.Hub, w *webrtcserver.Server) *prom
 	counter("webrtc_send_errors_total", "RTP datagrams to viewers the kernel refused.", ws.SendErrors.Load)
 	counter("webrtc_send_buffer_waits_total", "Times a fan-out batch found the UDP socket's send buffer full and waited for room.", ws.SendBufferWaits.Load)
 	counter("webrtc_gso_messages_total", "Messages that carried several datagrams to one viewer (UDP GSO).", ws.GSOMessages.Load)
+	counter("webrtc_packet_ring_datagrams_total", "RTP datagrams to viewers sent through AF_PACKET rings (--packet-send).", ws.PacketRingDatagrams.Load)
+	counter("webrtc_packet_ring_full_total", "RTP datagrams that found a packet ring full and went by the UDP socket.", ws.PacketRingFull.Load)
+	counter("webrtc_packet_ring_errors_total", "Packet ring sends the kernel refused.", ws.PacketRingErrors.Load)
 	counter("webrtc_gso_disabled_total", "Send batches that found UDP GSO refused and went on without it.", ws.GSODisabled.Load)
 	counter("webrtc_own_srtp_viewers_total", "Viewers whose RTP the node encrypted itself (its first packet matched pion's).", ws.OwnSRTPViewers.Load)
 	reg.MustRegister(&delayCollector{h: &ws.FanoutDelay, desc: prometheus.NewDesc("streamfleet_webrtc_fanout_delay_seconds",

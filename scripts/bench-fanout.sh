@@ -13,7 +13,10 @@
 # PERF (set: perf record -g the node inside the window, to $OUT/perf-TAG.data),
 # NETNS (1: the network-namespace topology below), PIN (set: the node on CPU 0 and the load tool
 # on CPU 1 with taskset, so the two never preempt each other; the node then has one core, and
-# Go sizes GOMAXPROCS to it; reports get the suffix -pinned).
+# Go sizes GOMAXPROCS to it; reports get the suffix -pinned), PACKET_SEND (set, as root: the node
+# runs with --packet-send, sending its viewers' RTP through AF_PACKET rings; on loopback the script
+# sets net.ipv4.conf.lo.accept_local and route_localnet for the run, which a datagram put on
+# loopback from a 127/8 source needs, and restores them; reports get the suffix -packet).
 #
 # Topologies. Loopback (the default): node and load tool on 127.0.0.1. There the kernel runs the
 # receiving socket's whole UDP receive path (ip_rcv, udp_rcv, queueing, waking the load tool's
@@ -45,10 +48,12 @@ host=127.0.0.1
 topo=""
 inns=()
 node="" lt="" perf=""
+sysctl_restore=()
 cleanup() {
   local p
   for p in $lt $perf $node; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   [ -n "$NETNS" ] && NS=$NS scripts/bench-netns.sh down
+  [ ${#sysctl_restore[@]} -gt 0 ] && sysctl -q -w "${sysctl_restore[@]}"
   return 0
 }
 if [ -n "$NETNS" ]; then
@@ -87,6 +92,21 @@ drops() {
   echo "$a $b $c ${q:-0 0}"
 }
 
+node_args=()
+if [ -n "${PACKET_SEND:-}" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bench-fanout: PACKET_SEND needs root (CAP_NET_RAW for the node's AF_PACKET rings)" >&2
+    exit 1
+  fi
+  node_args=(--packet-send)
+  topo="$topo-packet"
+  if [ -z "$NETNS" ]; then
+    for k in accept_local route_localnet; do
+      sysctl_restore+=("net.ipv4.conf.lo.$k=$(sysctl -n net.ipv4.conf.lo.$k)")
+      sysctl -q -w "net.ipv4.conf.lo.$k=1"
+    done
+  fi
+fi
 pin_node=() pin_lt=()
 if [ -n "${PIN:-}" ]; then
   pin_node=(taskset -c 0) pin_lt=(taskset -c 1)
@@ -113,7 +133,7 @@ for br in $BITRATES; do
     tag="$INGEST-$PROTOCOL-$br-$n-pacing$PACING$topo"
     "${pin_node[@]}" "$BIN" node --http $host:18080 --ice-udp $host:18189 --log-level warn \
       --srt $host:19000 --rtsp $host:18554 --rtsp-udp-rtp $host:18000 --rtsp-udp-rtcp $host:18001 \
-      "${latency[@]}" ${PPROF:+--pprof} 2>"$OUT/node-$tag.log" &
+      "${latency[@]}" "${node_args[@]}" ${PPROF:+--pprof} 2>"$OUT/node-$tag.log" &
     node=$!
     sleep 1
     ramp=$(( n / 10 > 20 ? n / 10 : 20 ))

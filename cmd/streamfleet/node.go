@@ -31,6 +31,7 @@ func nodeFlags(fs *flag.FlagSet, cfg *node.Config) (finish func() error) {
 	fs.StringVar(&cfg.RTSP.Addr, "rtsp", cfg.RTSP.Addr, "RTSP TCP address: publish (ANNOUNCE/RECORD) and read (DESCRIBE/PLAY); empty disables RTSP")
 	fs.StringVar(&cfg.RTSP.UDPRTPAddr, "rtsp-udp-rtp", cfg.RTSP.UDPRTPAddr, "RTSP UDP transport: RTP address (even port; empty with --rtsp-udp-rtcp empty: TCP only)")
 	fs.StringVar(&cfg.RTSP.UDPRTCPAddr, "rtsp-udp-rtcp", cfg.RTSP.UDPRTCPAddr, "RTSP UDP transport: RTCP address (the RTP port + 1)")
+	fs.BoolVar(&cfg.WebRTC.PacketSend, "packet-send", cfg.WebRTC.PacketSend, "send RTP to IPv4 WebRTC viewers through an AF_PACKET ring of the egress device, past the IP stack (needs CAP_NET_RAW; skips netfilter's OUTPUT rules)")
 	fs.StringVar(&publicIPs, "public-ip", "", "comma-separated public IPs announced as ICE candidates (1:1 NAT)")
 	fs.StringVar(&iceServers, "ice-server", "", "comma-separated STUN/TURN URLs handed to clients in Link headers")
 	fs.StringVar(&cfg.Auth.PublishToken, "publish-token", cfg.Auth.PublishToken, "static token that allows publishing any stream, on every protocol (empty: none)")

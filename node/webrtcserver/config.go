@@ -39,6 +39,10 @@ type Config struct {
 	MaxSDPBytes int64
 	// ReaderQueue bounds each viewer track's queue, in packets.
 	ReaderQueue int
+	// PacketSend sends the fan-out's RTP to IPv4 viewers through an AF_PACKET transmit ring of
+	// the egress device, past the kernel's UDP and IP stack (packetsend.go): about a third of the
+	// CPU per datagram. Needs CAP_NET_RAW; those datagrams skip netfilter's OUTPUT hooks.
+	PacketSend bool
 }
 
 // DefaultConfig returns the defaults: ICE on UDP 8189 on every interface.

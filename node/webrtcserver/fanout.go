@@ -106,7 +106,7 @@ func (f *fanout) reserve(st *hub.Stream) *group {
 			return g
 		}
 	}
-	batch, err := newSendBatch(f.s.udpConn, &f.s.stats)
+	batch, err := newSendBatch(f.s.udpConn, &f.s.stats, f.s.pkt)
 	if err != nil {
 		f.s.log.Warn("fan-out without batched sends", "error", err)
 		batch = nil

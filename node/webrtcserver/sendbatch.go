@@ -200,6 +200,16 @@ type sendBatch struct {
 	errno    syscall.Errno
 	write    func(fd uintptr) bool // b.sendmmsg, made once
 	stats    *Stats
+
+	// The packet path (Config.PacketSend), nil without it: the server's sender, the group's
+	// rings by device (nil where one could not be opened), its own copy of the paths it has
+	// used (cleared when the shared cache changes, and every second so stale ones are refreshed).
+	pkt     *packetSender
+	rings   map[int]*packetRing
+	paths   map[netip.Addr]*pathEntry
+	pathGen uint64
+	pathsAt time.Time
+	byRing  []bool
 }
 
 // sendBufSize is the largest datagram batched; larger ones are written directly.
@@ -207,7 +217,7 @@ const sendBufSize = 1500
 
 // newSendBatch makes a batch that sends from conn's socket through a descriptor of its own (see
 // dupSocket); close releases it.
-func newSendBatch(conn net.PacketConn, stats *Stats) (*sendBatch, error) {
+func newSendBatch(conn net.PacketConn, stats *Stats, pkt *packetSender) (*sendBatch, error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("batched sends: %T has no file descriptor", conn)
@@ -244,6 +254,9 @@ func newSendBatch(conn net.PacketConn, stats *Stats) (*sendBatch, error) {
 		ctrl:     make([]byte, sendBatchSize*unix.CmsgSpace(2)),
 		first:    make([]int, sendBatchSize),
 		arrivals: make([]int64, sendBatchSize),
+	}
+	if pkt != nil {
+		b.pkt, b.rings, b.paths, b.byRing = pkt, map[int]*packetRing{}, map[netip.Addr]*pathEntry{}, make([]bool, sendBatchSize)
 	}
 	b.write = b.sendmmsg
 	for i := range b.hdrs {
@@ -282,6 +295,12 @@ func (b *sendBatch) close() {
 	if b != nil && b.fd >= 0 {
 		_ = unix.Close(b.fd)
 		b.fd = -1
+		for _, r := range b.rings {
+			if r != nil {
+				r.close()
+			}
+		}
+		clear(b.rings)
 	}
 }
 
@@ -319,6 +338,12 @@ func (b *sendBatch) commit(n int, addr netip.AddrPort) {
 func (b *sendBatch) flush() {
 	if b == nil || b.n == 0 {
 		return
+	}
+	if b.pkt != nil && b.fd >= 0 {
+		b.sendByRing()
+		if b.n == 0 {
+			return
+		}
 	}
 	b.stats.SendBatches.Add(1)
 	b.stats.BatchedPackets.Add(uint64(b.n))
@@ -413,4 +438,90 @@ func (b *sendBatch) sendmmsg(fd uintptr) bool {
 	b.sent += n
 	b.errno = errno
 	return ok
+}
+
+// sendByRing sends the datagrams that have a packet path through the group's rings (one sendto
+// per device), and leaves the others, in order, at the front of the batch for sendmmsg.
+func (b *sendBatch) sendByRing() {
+	if g := b.pkt.paths.gen.Load(); g != b.pathGen || time.Since(b.pathsAt) > time.Second {
+		clear(b.paths)
+		b.pathGen, b.pathsAt = g, time.Now()
+	}
+	sent := 0
+	for i := range b.n {
+		b.byRing[i] = false
+		a := b.dest[i].Addr()
+		e, seen := b.paths[a]
+		if !seen {
+			e = b.pkt.paths.lookup(a)
+			b.paths[a] = e
+		}
+		size := b.iovs[i].Len
+		if e == nil || !e.ok || int(size)+ipv4HdrLen+udpHdrLen > e.path.mtu {
+			continue
+		}
+		r := b.ring(e.path.ifindex)
+		if r == nil {
+			continue
+		}
+		if !r.add(&e.path, b.pkt.srcPort, b.dest[i], b.bufs[i][:size]) {
+			b.stats.PacketRingFull.Add(1)
+			continue
+		}
+		b.byRing[i] = true
+		sent++
+	}
+	if sent == 0 {
+		return
+	}
+	for _, r := range b.rings {
+		if r != nil {
+			if errno := r.kick(); errno != 0 && errno != unix.ENOBUFS {
+				b.stats.PacketRingErrors.Add(1)
+			}
+		}
+	}
+	b.stats.PacketRingDatagrams.Add(uint64(sent))
+	now := time.Now().UnixNano()
+	w := 0
+	for i := range b.n {
+		if b.byRing[i] {
+			if at := b.arrivals[i]; at != 0 {
+				b.stats.FanoutDelay.observe(now - at)
+			}
+			continue
+		}
+		if w != i {
+			b.swap(w, i)
+		}
+		w++
+	}
+	b.n = w
+}
+
+// ring is the group's ring on device ifindex, opened on first use; nil if it cannot be.
+func (b *sendBatch) ring(ifindex int) *packetRing {
+	r, ok := b.rings[ifindex]
+	if !ok {
+		var err error
+		if r, err = openPacketRing(ifindex); err != nil {
+			if _, logged := b.pkt.warned.LoadOrStore(ifindex, struct{}{}); !logged {
+				b.pkt.log.Warn("packet send: sending by the UDP socket instead", "error", err)
+			}
+			r = nil
+		}
+		b.rings[ifindex] = r
+	}
+	return r
+}
+
+// swap exchanges the batch's datagrams i and j (their buffers, lengths, addresses and times).
+func (b *sendBatch) swap(i, j int) {
+	b.bufs[i], b.bufs[j] = b.bufs[j], b.bufs[i]
+	b.iovs[i], b.iovs[j] = b.iovs[j], b.iovs[i]
+	b.sa4[i], b.sa4[j] = b.sa4[j], b.sa4[i]
+	b.sa6[i], b.sa6[j] = b.sa6[j], b.sa6[i]
+	b.dest[i], b.dest[j] = b.dest[j], b.dest[i]
+	b.arrivals[i], b.arrivals[j] = b.arrivals[j], b.arrivals[i]
+	b.hdrs[i].Hdr.Namelen, b.hdrs[j].Hdr.Namelen = b.hdrs[j].Hdr.Namelen, b.hdrs[i].Hdr.Namelen
 }

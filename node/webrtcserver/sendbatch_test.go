@@ -79,7 +79,7 @@ func TestSendBatchOwnDescriptor(t *testing.T) {
 	var batches []*sendBatch
 	fds := map[uintptr]bool{fdOf(pc.(syscall.Conn)): true}
 	for range 4 {
-		b, err := newSendBatch(pc, new(Stats))
+		b, err := newSendBatch(pc, new(Stats), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func newTestBatch(tb testing.TB, addr string) (*sendBatch, *Stats) {
 	}
 	tb.Cleanup(func() { conn.Close() })
 	stats := new(Stats)
-	b, err := newSendBatch(conn, stats)
+	b, err := newSendBatch(conn, stats, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestSendBatchWaitsForSendBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	stats := new(Stats)
-	b, err := newSendBatch(pc, stats)
+	b, err := newSendBatch(pc, stats, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

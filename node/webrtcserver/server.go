@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -36,8 +37,9 @@ type Server struct {
 
 	udpConn  net.PacketConn
 	udpMux   ice.UDPMux
-	batchMux *batchUDPMux // udpMux with batched RTP sends for viewers
-	ingest   *webrtc.API  // for publishers: NACK generation, receiver reports, TWCC feedback
+	batchMux *batchUDPMux  // udpMux with batched RTP sends for viewers
+	pkt      *packetSender // the packet path (Config.PacketSend), or nil
+	ingest   *webrtc.API   // for publishers: NACK generation, receiver reports, TWCC feedback
 	// For viewers, an API each (viewerAPI): no interceptors (NACKs are answered from the hub,
 	// sender reports sent by the fan-out), and the DTLS secrets captured for the node's own SRTP.
 	egressSettings webrtc.SettingEngine
@@ -77,6 +79,12 @@ type Stats struct {
 	// GSODisabled the batches that found the kernel refusing it and went on without.
 	GSOMessages atomic.Uint64
 	GSODisabled atomic.Uint64
+	// PacketRingDatagrams counts datagrams sent through the packet path's rings
+	// (Config.PacketSend); PacketRingFull those that found a ring full and went by sendmmsg;
+	// PacketRingErrors the kicks the kernel refused.
+	PacketRingDatagrams atomic.Uint64
+	PacketRingFull      atomic.Uint64
+	PacketRingErrors    atomic.Uint64
 	// OwnSRTPViewers counts viewers whose RTP the node encrypted itself after the first packet
 	// matched pion's; OwnSRTPFallbacks those left to pion because it did not.
 	OwnSRTPViewers   atomic.Uint64
@@ -135,6 +143,17 @@ func New(cfg Config, h *hub.Hub, log *slog.Logger) (*Server, error) {
 	if s.net, err = newFixedNet(); err != nil {
 		_ = conn.Close()
 		return nil, err
+	}
+	if cfg.PacketSend {
+		local, _ := conn.LocalAddr().(*net.UDPAddr)
+		if local == nil {
+			_ = conn.Close()
+			return nil, errors.New("packet send: the ICE socket is not UDP")
+		}
+		if s.pkt, err = newPacketSender(local.AddrPort(), log); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
 	}
 	s.batchMux = newBatchUDPMux(webrtc.NewICEUDPMux(s.loggers.NewLogger("ice"), conn))
 	s.udpMux = s.batchMux
@@ -313,6 +332,9 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	if cerr := s.udpMux.Close(); cerr != nil && err == nil {
 		err = cerr
+	}
+	if err == nil {
+		s.pkt.close() // no group is left to use it
 	}
 	return err
 }

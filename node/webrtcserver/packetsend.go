@@ -1,0 +1,402 @@
+package webrtcserver
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Sending fan-out datagrams past the IP stack (Config.PacketSend). The kernel's UDP send path
+// costs ~3.4 µs of CPU per datagram on this kind of machine even to a device that drops it (route
+// lookup, socket accounting, netfilter, the qdisc), more than the rest of a viewer's packet. With
+// PacketSend, each fan-out group writes its IPv4 datagrams, with their Ethernet, IP and UDP
+// headers, into the frames of an AF_PACKET transmit ring (packet_mmap, TPACKET_V2) of the egress
+// device and hands the whole round to the device with one sendto: the kernel only copies each
+// frame into an skb and queues it on the device (its qdisc still applies). The headers come from a
+// path per destination — device, source address, next hop's MAC — resolved from the kernel's
+// routing and neighbour tables over netlink, in the background, and refreshed every few seconds;
+// a datagram with no path yet (a new viewer, IPv6, a device that is neither Ethernet nor
+// loopback, no neighbour entry) goes by sendmmsg as before, and so do all when the ring is full.
+// The UDP checksum is left to the device (a virtio_net_hdr asks for it, as for a tap), and the
+// same header's hdr_len makes the kernel copy the whole frame: a frame is handed back as soon as
+// its skb is orphaned, which loopback and veth do at once, so the data must not stay in the ring.
+// STUN, DTLS and RTCP still go through the UDP socket, which keeps the neighbour entries fresh.
+// Needs CAP_NET_RAW; the datagrams skip netfilter's OUTPUT and POSTROUTING hooks.
+
+const (
+	ringFrameSize = 2048 // a TPACKET_V2 frame: header, virtio_net_hdr, Ethernet, IP, UDP, ≤ 1,500 bytes
+	ringDataOff   = 32   // TPACKET2_HDRLEN - sizeof(struct sockaddr_ll): a TX frame's data
+	vnetHdrLen    = 10   // struct virtio_net_hdr
+	ethHdrLen     = 14
+	ipv4HdrLen    = 20
+	udpHdrLen     = 8
+	frameHdrs     = ethHdrLen + ipv4HdrLen + udpHdrLen
+	// pathTTL is how long a resolved path is used before it is resolved again (in the background,
+	// the old one still used meanwhile); pathForget drops paths nobody asked for in that long.
+	pathTTL    = 5 * time.Second
+	pathForget = 6 * pathTTL
+)
+
+// ringFrames is the number of frames of a group's ring on each device (512 KiB): four rounds of
+// 64 viewers. A variable for tests.
+var ringFrames = 256
+
+// netPath is how datagrams to one IPv4 destination leave: the device, its MTU, the Ethernet
+// header (next hop's MAC, the device's, EtherType IPv4) and the source address.
+type netPath struct {
+	ifindex int
+	mtu     int
+	eth     [ethHdrLen]byte
+	src     [4]byte
+}
+
+// pathEntry is a resolved path (ok) or the reason there is none, as of at.
+type pathEntry struct {
+	path netPath
+	ok   bool
+	err  error
+	at   time.Time
+}
+
+// packetSender is the server's shared part of the packet path: the source port, the path cache
+// and its resolver goroutine.
+type packetSender struct {
+	srcPort uint16
+	paths   *pathCache
+	log     *slog.Logger
+	warned  sync.Map // ifindex → struct{}: ring failures logged once
+}
+
+// newPacketSender checks that AF_PACKET sockets may be opened (CAP_NET_RAW) and starts the path
+// resolver for datagrams from local (its address may be unspecified: the routes choose).
+func newPacketSender(local netip.AddrPort, log *slog.Logger) (*packetSender, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("packet send: an AF_PACKET socket (needs CAP_NET_RAW): %w", err)
+	}
+	_ = unix.Close(fd)
+	bound := local.Addr().Unmap()
+	return &packetSender{
+		srcPort: local.Port(),
+		paths:   newPathCache(func(dst netip.Addr) (netPath, error) { return resolveNetPath(dst, bound) }),
+		log:     log,
+	}, nil
+}
+
+func (p *packetSender) close() {
+	if p != nil {
+		p.paths.close()
+	}
+}
+
+// pathCache resolves paths on one goroutine and hands out the latest. gen changes whenever an
+// entry does, so the groups' own copies know to look again.
+type pathCache struct {
+	resolve func(netip.Addr) (netPath, error)
+	mu      sync.Mutex
+	m       map[netip.Addr]*pathEntry
+	pending map[netip.Addr]bool
+	gen     atomic.Uint64
+	reqs    chan netip.Addr
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+func newPathCache(resolve func(netip.Addr) (netPath, error)) *pathCache {
+	c := &pathCache{
+		resolve: resolve, m: map[netip.Addr]*pathEntry{}, pending: map[netip.Addr]bool{},
+		reqs: make(chan netip.Addr, 1024), quit: make(chan struct{}), done: make(chan struct{}),
+	}
+	go c.run()
+	return c
+}
+
+func (c *pathCache) close() {
+	close(c.quit)
+	<-c.done
+}
+
+// lookup is the current entry for dst (nil until first resolved); it asks for a resolution when
+// there is none or it is older than pathTTL.
+func (c *pathCache) lookup(dst netip.Addr) *pathEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[dst]
+	if (e == nil || time.Since(e.at) > pathTTL) && !c.pending[dst] {
+		select {
+		case c.reqs <- dst:
+			c.pending[dst] = true
+		default: // the resolver is behind: asked again on a later lookup
+		}
+	}
+	return e
+}
+
+func (c *pathCache) run() {
+	defer close(c.done)
+	tick := time.NewTicker(pathTTL)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-tick.C:
+			c.mu.Lock()
+			for a, e := range c.m {
+				if time.Since(e.at) > pathForget {
+					delete(c.m, a)
+				}
+			}
+			c.mu.Unlock()
+		case dst := <-c.reqs:
+			p, err := c.resolve(dst)
+			e := &pathEntry{path: p, ok: err == nil, err: err, at: time.Now()}
+			c.mu.Lock()
+			c.m[dst] = e
+			delete(c.pending, dst)
+			c.mu.Unlock()
+			c.gen.Add(1)
+		}
+	}
+}
+
+var errNoPath = errors.New("no packet path")
+
+// resolveNetPath asks the kernel how a datagram from bound (unspecified: any) to dst leaves: the
+// route's device and source, and on Ethernet the next hop's MAC from the neighbour table.
+func resolveNetPath(dst, bound netip.Addr) (netPath, error) {
+	dst = dst.Unmap()
+	if !dst.Is4() {
+		return netPath{}, fmt.Errorf("%w: %s is not IPv4", errNoPath, dst)
+	}
+	var opts netlink.RouteGetOptions
+	if bound.Is4() && !bound.IsUnspecified() {
+		opts.SrcAddr = bound.AsSlice()
+	}
+	routes, err := netlink.RouteGetWithOptions(dst.AsSlice(), &opts)
+	if err != nil {
+		return netPath{}, fmt.Errorf("%w: route to %s: %v", errNoPath, dst, err)
+	}
+	if len(routes) == 0 {
+		return netPath{}, fmt.Errorf("%w: no route to %s", errNoPath, dst)
+	}
+	r := routes[0]
+	link, err := netlink.LinkByIndex(r.LinkIndex)
+	if err != nil {
+		return netPath{}, fmt.Errorf("%w: device %d: %v", errNoPath, r.LinkIndex, err)
+	}
+	attrs := link.Attrs()
+	p := netPath{ifindex: attrs.Index, mtu: attrs.MTU}
+	src := bound
+	if !src.Is4() || src.IsUnspecified() {
+		var ok bool
+		if src, ok = netip.AddrFromSlice(r.Src); !ok || !src.Unmap().Is4() {
+			return netPath{}, fmt.Errorf("%w: no IPv4 source for %s on %s", errNoPath, dst, attrs.Name)
+		}
+	}
+	p.src = src.Unmap().As4()
+	binary.BigEndian.PutUint16(p.eth[12:], unix.ETH_P_IP)
+	switch attrs.EncapType {
+	case "loopback":
+		// A datagram put on loopback this way arrives without the route its sender's stack
+		// attaches, and the kernel's input route drops a local (or 127/8) source unless the
+		// interface accepts it.
+		if !sysctlOn("accept_local", attrs.Name) || (src.IsLoopback() && !sysctlOn("route_localnet", attrs.Name)) {
+			return netPath{}, fmt.Errorf("%w: %s: loopback needs net.ipv4.conf.%s.accept_local (and route_localnet for 127/8) set", errNoPath, dst, attrs.Name)
+		}
+	case "ether":
+		hop := dst
+		if gw, ok := netip.AddrFromSlice(r.Gw); ok && !gw.Unmap().IsUnspecified() {
+			hop = gw.Unmap()
+		}
+		mac, err := neighbourMAC(attrs.Index, hop)
+		if err != nil {
+			return netPath{}, fmt.Errorf("%w: %s via %s on %s: %v", errNoPath, dst, hop, attrs.Name, err)
+		}
+		copy(p.eth[0:6], mac)
+		copy(p.eth[6:12], attrs.HardwareAddr)
+	default:
+		return netPath{}, fmt.Errorf("%w: %s leaves by %s, a %s device", errNoPath, dst, attrs.Name, attrs.EncapType)
+	}
+	return p, nil
+}
+
+// neighbourMAC is hop's link-layer address on device ifindex, if the kernel knows it.
+func neighbourMAC(ifindex int, hop netip.Addr) (net.HardwareAddr, error) {
+	neighs, err := netlink.NeighList(ifindex, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	const usable = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT
+	for _, n := range neighs {
+		if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap() == hop && n.State&usable != 0 && len(n.HardwareAddr) == 6 {
+			return n.HardwareAddr, nil
+		}
+	}
+	return nil, errors.New("no neighbour entry")
+}
+
+// sysctlOn tells whether net.ipv4.conf.{all,dev}.name is set (the kernel ORs the two).
+func sysctlOn(name, dev string) bool {
+	for _, d := range []string{"all", dev} {
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + d + "/" + name); err == nil && strings.TrimSpace(string(b)) == "1" {
+			return true
+		}
+	}
+	return false
+}
+
+// packetRing is one group's AF_PACKET transmit ring on one device; only the group's goroutine
+// uses it.
+type packetRing struct {
+	fd    int
+	mem   []byte
+	next  int  // the next frame to fill
+	put   int  // frames filled since the last kick
+	retry bool // the last kick left frames behind (a full device queue or send buffer)
+}
+
+func openPacketRing(ifindex int) (*packetRing, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // protocol 0: receives nothing
+	if err != nil {
+		return nil, fmt.Errorf("AF_PACKET socket: %w", err)
+	}
+	r := &packetRing{fd: fd}
+	set := func(opt, v int) error { return unix.SetsockoptInt(fd, unix.SOL_PACKET, opt, v) }
+	size := ringFrames * ringFrameSize
+	block := 1 << 16
+	if size < block {
+		block = size
+	}
+	for _, step := range []func() error{
+		func() error { return set(unix.PACKET_VERSION, unix.TPACKET_V2) },
+		func() error { return set(unix.PACKET_VNET_HDR, 1) },
+		func() error { return set(unix.PACKET_LOSS, 1) }, // a bad frame is skipped, not a stuck ring
+		func() error {
+			return unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &unix.TpacketReq{
+				Block_size: uint32(block), Block_nr: uint32(size / block), Frame_size: ringFrameSize, Frame_nr: uint32(ringFrames),
+			})
+		},
+		func() (err error) {
+			r.mem, err = unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+			return err
+		},
+		func() error { return unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifindex}) },
+	} {
+		if err := step(); err != nil {
+			r.close()
+			return nil, fmt.Errorf("packet ring on device %d: %w", ifindex, err)
+		}
+	}
+	return r, nil
+}
+
+func (r *packetRing) close() {
+	if r.mem != nil {
+		_ = unix.Munmap(r.mem)
+		r.mem = nil
+	}
+	if r.fd >= 0 {
+		_ = unix.Close(r.fd)
+		r.fd = -1
+	}
+}
+
+// status is frame i's status word, shared with the kernel.
+func (r *packetRing) status(i int) *uint32 {
+	return (*uint32)(unsafe.Pointer(&r.mem[i*ringFrameSize]))
+}
+
+// add writes a datagram of payload from the path's source and srcPort to dst into the next frame;
+// false if that frame is still the kernel's (the ring is full).
+func (r *packetRing) add(p *netPath, srcPort uint16, dst netip.AddrPort, payload []byte) bool {
+	st := r.status(r.next)
+	if atomic.LoadUint32(st) != unix.TP_STATUS_AVAILABLE {
+		return false
+	}
+	f := r.mem[r.next*ringFrameSize : (r.next+1)*ringFrameSize]
+	n := buildFrame(f[ringDataOff:], p, srcPort, dst, payload)
+	binary.NativeEndian.PutUint32(f[4:], uint32(n)) // tp_len
+	atomic.StoreUint32(st, unix.TP_STATUS_SEND_REQUEST)
+	r.next = (r.next + 1) % ringFrames
+	r.put++
+	return true
+}
+
+// kick hands the filled frames to the device without waiting; frames the device could not take
+// now stay queued in the ring for the next kick.
+func (r *packetRing) kick() syscall.Errno {
+	if r.put == 0 && !r.retry {
+		return 0
+	}
+	r.put = 0
+	_, errno, ok := rawCall(unix.SYS_SENDTO, uintptr(r.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	r.retry = !ok || errno != 0
+	return errno
+}
+
+// buildFrame writes a virtio_net_hdr and the Ethernet, IPv4 and UDP headers before payload into
+// f and returns the frame's length. The UDP checksum field holds the pseudo-header's sum for the
+// device to complete (VIRTIO_NET_HDR_F_NEEDS_CSUM); hdr_len covers the whole frame so the kernel
+// copies it all.
+func buildFrame(f []byte, p *netPath, srcPort uint16, dst netip.AddrPort, payload []byte) int {
+	pkt := f[vnetHdrLen:]
+	total := frameHdrs + len(payload)
+	ne := binary.NativeEndian
+	f[0], f[1] = unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, unix.VIRTIO_NET_HDR_GSO_NONE
+	ne.PutUint16(f[2:], uint16(total))        // hdr_len
+	ne.PutUint16(f[4:], 0)                    // gso_size
+	ne.PutUint16(f[6:], ethHdrLen+ipv4HdrLen) // csum_start
+	ne.PutUint16(f[8:], 6)                    // csum_offset: the UDP checksum
+	copy(pkt, p.eth[:])
+	ip := pkt[ethHdrLen : ethHdrLen+ipv4HdrLen]
+	be := binary.BigEndian
+	udpLen := udpHdrLen + len(payload)
+	ip[0], ip[1] = 0x45, 0
+	be.PutUint16(ip[2:], uint16(ipv4HdrLen+udpLen))
+	be.PutUint32(ip[4:], 0x00004000) // id 0, don't fragment (as the UDP socket sends, path MTU discovery on)
+	ip[8], ip[9] = 64, unix.IPPROTO_UDP
+	ip[10], ip[11] = 0, 0
+	copy(ip[12:16], p.src[:])
+	d := dst.Addr().Unmap().As4()
+	copy(ip[16:20], d[:])
+	be.PutUint16(ip[10:], ^foldSum(sum16(ip)))
+	u := pkt[ethHdrLen+ipv4HdrLen : frameHdrs]
+	be.PutUint16(u[0:], srcPort)
+	be.PutUint16(u[2:], dst.Port())
+	be.PutUint16(u[4:], uint16(udpLen))
+	pseudo := sum16(ip[12:20]) + unix.IPPROTO_UDP + uint32(udpLen)
+	be.PutUint16(u[6:], foldSum(pseudo))
+	copy(pkt[frameHdrs:], payload)
+	return vnetHdrLen + total
+}
+
+// sum16 adds b as big-endian 16-bit words (len(b) even).
+func sum16(b []byte) uint32 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	return s
+}
+
+// foldSum folds a one's-complement sum to 16 bits.
+func foldSum(s uint32) uint16 {
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return uint16(s)
+}
