@@ -7,6 +7,8 @@
 # by tc, so datagrams to 10.201.0.2 are dropped by the device and the send path is measured
 # alone, as with a NIC that takes them away; this kernel has no dummy device). Nothing leaves the
 # namespace; it is removed on exit.
+# The packet path (--packet-send) is measured there too: the same datagrams through a packet ring
+# (video-1200B-dropping-device-packet-ring).
 # Usage: scripts/bench-floor.sh [benchtime]   (default 100000x; prints go test's benchmark lines)
 set -euo pipefail
 cd "$(dirname "$0")/.."

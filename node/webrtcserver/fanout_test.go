@@ -107,7 +107,7 @@ func (v *srViewer) close() {
 // group (about one a second per track, with the NTP time of a packet and that packet's RTP
 // timestamp, and the counts of what it was sent), and a NACK is answered by the group.
 func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
-	ctx, s, base, api, pub := startSR(t)
+	ctx, s, base, api, pub := startSR(t, nil)
 	const viewers = 3
 	vs := make([]*srViewer, viewers)
 	for i := range vs {
@@ -208,13 +208,17 @@ func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
 	}
 }
 
-// newFanoutServer serves WHIP and WHEP on loopback until the test ends.
-func newFanoutServer(t *testing.T) (*Server, string) {
+// newFanoutServer serves WHIP and WHEP on loopback until the test ends, configured by edit
+// (if not nil).
+func newFanoutServer(t *testing.T, edit func(*Config)) (*Server, string) {
 	t.Helper()
 	h := hub.New(hub.Config{Grace: time.Second}, nil)
 	t.Cleanup(h.Close)
 	cfg := DefaultConfig()
 	cfg.ICEUDPAddr = "127.0.0.1:0"
+	if edit != nil {
+		edit(&cfg)
+	}
 	s, err := New(cfg, h, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -233,13 +237,13 @@ func newFanoutServer(t *testing.T) (*Server, string) {
 	return s, srv.URL
 }
 
-// startSR starts a server and publishes H264 + Opus to live/sr on it, for sendSR; the context
-// ends with the test, at most 30 s from now.
-func startSR(t *testing.T) (context.Context, *Server, string, *webrtc.API, *rtctest.Publisher) {
+// startSR starts a server (configured by edit, if not nil) and publishes H264 + Opus to live/sr
+// on it, for sendSR; the context ends with the test, at most 30 s from now.
+func startSR(t *testing.T, edit func(*Config)) (context.Context, *Server, string, *webrtc.API, *rtctest.Publisher) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	s, base := newFanoutServer(t)
+	s, base := newFanoutServer(t, edit)
 	api, err := rtctest.NewAPI()
 	if err != nil {
 		t.Fatal(err)
@@ -306,7 +310,7 @@ func sendSR(t *testing.T, pub *rtctest.Publisher, d time.Duration, from int) int
 // own SRTP too; a viewer that makes the node the DTLS client (a=setup:passive in its offer) has
 // no secrets to capture and is served by pion's path; both receive every packet.
 func TestOwnSRTPProfilesAndFallback(t *testing.T) {
-	ctx, s, base, api, pub := startSR(t)
+	ctx, s, base, api, pub := startSR(t, nil)
 
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
@@ -413,7 +417,7 @@ func TestNTPTime(t *testing.T) {
 // TestCloseReleasesICEPort: every fan-out group sends through a descriptor of its own of the ICE
 // socket; once the server is closed, none is left open — the port can be bound again at once.
 func TestCloseReleasesICEPort(t *testing.T) {
-	ctx, s, base, api, pub := startSR(t) // its cleanup closes the server again: Close is idempotent
+	ctx, s, base, api, pub := startSR(t, nil) // its cleanup closes the server again: Close is idempotent
 	v1, v2 := newSRViewer(ctx, t, api, base+"/whep/live/sr"), newSRViewer(ctx, t, api, base+"/whep/live/sr")
 	defer v1.close()
 	defer v2.close()

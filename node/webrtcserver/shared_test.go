@@ -10,7 +10,7 @@ import (
 // fingerprint in every answer), each still connects and receives media, and pion's loggers are
 // made once per scope.
 func TestSharedPerNodeState(t *testing.T) {
-	ctx, s, base, api, pub := startSR(t)
+	ctx, s, base, api, pub := startSR(t, nil)
 	a := newSRViewer(ctx, t, api, base+"/whep/live/sr")
 	defer a.close()
 	b := newSRViewer(ctx, t, api, base+"/whep/live/sr")

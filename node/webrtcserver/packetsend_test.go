@@ -1,0 +1,339 @@
+package webrtcserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+
+	"github.com/streamfleet/streamfleet/node/hub"
+)
+
+// TestBuildFrame: a frame has the virtio_net_hdr that asks the device for the UDP checksum and
+// makes the kernel copy it whole, the path's Ethernet header, a valid IPv4 header and a UDP header
+// whose checksum, completed as a device does, is the datagram's.
+func TestBuildFrame(t *testing.T) {
+	p := netPath{ifindex: 3, mtu: 1500, src: [4]byte{10, 0, 0, 1}}
+	copy(p.eth[:], []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0})
+	dst := netip.MustParseAddrPort("10.0.0.2:6000")
+	for _, size := range []int{0, 1, 101, 1200, 1472} {
+		payload := make([]byte, size)
+		for i := range payload {
+			payload[i] = byte(i*7 + size)
+		}
+		f := make([]byte, ringFrameSize-ringDataOff)
+		n := buildFrame(f, &p, 5000, dst, payload)
+		if n != vnetHdrLen+frameHdrs+size {
+			t.Fatalf("size %d: frame of %d bytes", size, n)
+		}
+		ne, be := binary.NativeEndian, binary.BigEndian
+		if f[0] != 1 || f[1] != 0 || int(ne.Uint16(f[2:])) != frameHdrs+size || ne.Uint16(f[6:]) != 34 || ne.Uint16(f[8:]) != 6 {
+			t.Errorf("size %d: virtio_net_hdr % x", size, f[:vnetHdrLen])
+		}
+		pkt := f[vnetHdrLen:n]
+		if !bytes.Equal(pkt[:ethHdrLen], p.eth[:]) {
+			t.Errorf("size %d: Ethernet header % x", size, pkt[:ethHdrLen])
+		}
+		ip := pkt[ethHdrLen : ethHdrLen+ipv4HdrLen]
+		if ip[0] != 0x45 || int(be.Uint16(ip[2:])) != ipv4HdrLen+udpHdrLen+size || be.Uint16(ip[6:]) != 0x4000 || ip[8] != 64 || ip[9] != 17 ||
+			!bytes.Equal(ip[12:16], []byte{10, 0, 0, 1}) || !bytes.Equal(ip[16:20], []byte{10, 0, 0, 2}) {
+			t.Errorf("size %d: IPv4 header % x", size, ip)
+		}
+		if c := checksum(ip); c != 0 {
+			t.Errorf("size %d: IPv4 header checksum does not verify (%#x)", size, c)
+		}
+		udp := pkt[ethHdrLen+ipv4HdrLen:]
+		if be.Uint16(udp[0:]) != 5000 || be.Uint16(udp[2:]) != 6000 || int(be.Uint16(udp[4:])) != udpHdrLen+size || !bytes.Equal(udp[udpHdrLen:], payload) {
+			t.Errorf("size %d: UDP header % x or payload differ", size, udp[:udpHdrLen])
+		}
+		// What the device does: the one's-complement sum from csum_start to the end, complemented,
+		// into the checksum field (which holds the pseudo-header's sum).
+		done := append([]byte(nil), udp...)
+		binary.BigEndian.PutUint16(done[6:], checksum(udp))
+		// The datagram's checksum, computed the long way: pseudo-header and datagram with 0 in it.
+		pseudo := append(append(append([]byte(nil), ip[12:20]...), 0, 17, 0, 0), udp...)
+		binary.BigEndian.PutUint16(pseudo[10:], uint16(udpHdrLen+size))
+		binary.BigEndian.PutUint16(pseudo[12+6:], 0)
+		if want := checksum(pseudo); want != binary.BigEndian.Uint16(done[6:]) {
+			t.Errorf("size %d: completed UDP checksum %#x, want %#x", size, binary.BigEndian.Uint16(done[6:]), want)
+		}
+	}
+}
+
+// checksum is the Internet checksum of b (RFC 1071), an odd last byte padded with zero.
+func checksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i < len(b); i += 2 {
+		w := uint32(b[i]) << 8
+		if i+1 < len(b) {
+			w |= uint32(b[i+1])
+		}
+		s += w
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}
+
+// TestResolveNetPath: paths come from the kernel's routes and neighbours — a neighbour on the
+// device, a gateway's MAC for a routed destination, the bound address as source — and there is
+// none without a neighbour entry, for IPv6, or on a loopback that would drop what is put on it.
+func TestResolveNetPath(t *testing.T) {
+	if !inNetns(t, "ip link set lo up && ip link add v0 type veth peer name v1 && ip addr add 10.9.0.1/24 dev v0 && "+
+		"ip link set v0 up && ip link set v1 up && ip neigh add 10.9.0.2 lladdr 02:00:00:00:00:02 dev v0 nud permanent && "+
+		"ip route add 10.8.0.0/16 via 10.9.0.2") {
+		return
+	}
+	v0, err := net.InterfaceByName("v0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := netPath{ifindex: v0.Index, mtu: v0.MTU, src: [4]byte{10, 9, 0, 1}}
+	copy(want.eth[:], []byte{2, 0, 0, 0, 0, 2})
+	copy(want.eth[6:], v0.HardwareAddr)
+	want.eth[12], want.eth[13] = 8, 0
+	any4, bound := netip.IPv4Unspecified(), netip.MustParseAddr("10.9.0.1")
+	for _, c := range []struct{ dst, from netip.Addr }{
+		{netip.MustParseAddr("10.9.0.2"), any4},                    // on the link
+		{netip.MustParseAddr("10.8.1.1"), any4},                    // through the gateway 10.9.0.2
+		{netip.MustParseAddr("::ffff:10.8.1.1"), bound},            // v4-mapped, from the bound address
+		{netip.MustParseAddr("10.9.0.2"), netip.IPv6Unspecified()}, // a dual-stack socket's
+	} {
+		got, err := resolveNetPath(c.dst, c.from)
+		if err != nil || got != want {
+			t.Errorf("%s from %s: %+v, %v; want %+v", c.dst, c.from, got, err, want)
+		}
+	}
+	for _, dst := range []string{"10.9.0.3", "::1", "127.0.0.1"} { // no neighbour; IPv6; loopback as it is by default
+		if p, err := resolveNetPath(netip.MustParseAddr(dst), any4); !errors.Is(err, errNoPath) {
+			t.Errorf("%s: %+v, %v; want errNoPath", dst, p, err)
+		} else {
+			t.Logf("%s: %v", dst, err)
+		}
+	}
+	setLoopbackSysctls(t)
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := resolveNetPath(netip.MustParseAddr("127.0.0.1"), any4)
+	if err != nil || got.ifindex != lo.Index || got.eth != [ethHdrLen]byte{12: 8} || got.src != [4]byte{127, 0, 0, 1} {
+		t.Errorf("127.0.0.1 with accept_local and route_localnet: %+v, %v", got, err)
+	}
+}
+
+// setLoopbackSysctls lets loopback take datagrams put on it from a local 127/8 source (in the
+// test's own namespace).
+func setLoopbackSysctls(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{"accept_local", "route_localnet"} {
+		if err := os.WriteFile("/proc/sys/net/ipv4/conf/lo/"+k, []byte("1"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestPacketSendLoopback: a batch with the packet path sends, once the path is known, its IPv4
+// datagrams through its ring, from the socket's own address and port, in order, and the rest by
+// sendmmsg: the first round (no path yet), IPv6 destinations of a dual-stack socket, and what
+// does not fit a full ring.
+func TestPacketSendLoopback(t *testing.T) {
+	if !inNetns(t, "ip link set lo up") {
+		return
+	}
+	setLoopbackSysctls(t)
+	for _, c := range []struct {
+		name, listen string
+		frames       int
+	}{{"ipv4", "127.0.0.1:0", 256}, {"dual-stack", "[::]:0", 256}, {"small ring", "127.0.0.1:0", 8}} {
+		t.Run(c.name, func(t *testing.T) { packetSendRounds(t, c.listen, c.frames) })
+	}
+}
+
+func packetSendRounds(t *testing.T, listen string, frames int) {
+	defer func(n int) { ringFrames = n }(ringFrames)
+	ringFrames = frames
+	pc, err := listenICEUDP(listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	local := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	pkt, err := newPacketSender(local, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pkt.close()
+	stats := new(Stats)
+	b, err := newSendBatch(pc, stats, pkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	dual := strings.HasPrefix(listen, "[")
+	const receivers, rounds = 30, 4
+	rs := make([]*net.UDPConn, receivers)
+	for i := range rs {
+		addr := "127.0.0.1:0"
+		if dual && i%3 == 0 {
+			addr = "[::1]:0"
+		}
+		if rs[i], err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr))); err != nil {
+			t.Fatal(err)
+		}
+		defer rs[i].Close()
+	}
+	// What a round sends by the ring: the IPv4 datagrams of each sendBatchSize-long flush, as many
+	// as the ring has frames (loopback frees each frame within the kick).
+	v4, perRound := 0, 0
+	for from := 0; from < receivers; from += sendBatchSize {
+		n := 0
+		for i := from; i < min(from+sendBatchSize, receivers); i++ {
+			if !dual || i%3 != 0 {
+				n++
+			}
+		}
+		v4 += n
+		perRound += min(n, frames)
+	}
+	round := func(r int) {
+		for i, c := range rs {
+			p := make([]byte, 20+i*40+r)
+			p[0], p[1] = byte(i), byte(r)
+			b.add(p, c.LocalAddr().(*net.UDPAddr).AddrPort())
+		}
+		b.flush()
+	}
+	round(0) // no path yet: every datagram by sendmmsg, the path asked for
+	if n := stats.PacketRingDatagrams.Load(); n != 0 {
+		t.Fatalf("%d datagrams by the ring before any path was known", n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if e := pkt.paths.lookup(netip.MustParseAddr("127.0.0.1")); e != nil {
+			if !e.ok {
+				t.Fatalf("no path to 127.0.0.1: %v", e.err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the path to 127.0.0.1 was not resolved")
+		}
+	}
+	for r := 1; r < rounds; r++ {
+		round(r)
+	}
+	byRing, full := int(stats.PacketRingDatagrams.Load()), int(stats.PacketRingFull.Load())
+	wantRing := (rounds - 1) * perRound
+	if byRing != wantRing || full != (rounds-1)*v4-wantRing {
+		t.Errorf("%d datagrams by the ring, %d found it full; want %d and %d", byRing, full, wantRing, (rounds-1)*v4-wantRing)
+	}
+	if n := stats.SendErrors.Load() + stats.PacketRingErrors.Load(); n != 0 {
+		t.Errorf("%d send errors", n)
+	}
+	buf := make([]byte, 2000)
+	for i, c := range rs {
+		for r := range rounds {
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("receiver %d, round %d: %v", i, r, err)
+			}
+			if n != 20+i*40+r || buf[0] != byte(i) || buf[1] != byte(r) {
+				t.Errorf("receiver %d, round %d: %d bytes, from round %d", i, r, n, buf[1])
+			}
+			if from.Port() != local.Port() || (!local.Addr().IsUnspecified() && from.Addr().Unmap() != local.Addr()) {
+				t.Errorf("receiver %d, round %d: from %s, want the socket's %s", i, r, from, local)
+			}
+		}
+	}
+}
+
+// TestPacketSendFanOut: with Config.PacketSend, WebRTC viewers (pion peers) of a stream receive
+// every packet through the fan-out groups' rings — encrypted by the node, framed by it, checked
+// by each viewer's SRTP — and a NACK is still answered.
+func TestPacketSendFanOut(t *testing.T) {
+	if !inNetns(t, "ip link set lo up") {
+		return
+	}
+	setLoopbackSysctls(t)
+	ctx, s, base, api, pub := startSR(t, func(c *Config) { c.PacketSend = true })
+	const viewers = 3
+	vs := make([]*srViewer, viewers)
+	for i := range vs {
+		vs[i] = newSRViewer(ctx, t, api, base+"/whep/live/sr")
+		defer vs[i].close()
+	}
+	waitGrouped(ctx, t, s, viewers, vs...)
+	sendSR(t, pub, 2500*time.Millisecond, 0) // about 75 video and 125 audio packets, numbered from 0
+	received := 0
+	for i, v := range vs {
+		v.mu.Lock()
+		for _, kind := range []string{"video", "audio"} {
+			ssrc := v.ssrc[kind]
+			n, last := v.packets[ssrc], int(v.lastSeq[ssrc])
+			received += n
+			if n < 60 || n != last+1 {
+				t.Errorf("viewer %d: %d %s packets up to number %d, want all of them (60 or more)", i, n, kind, last)
+			}
+		}
+		v.mu.Unlock()
+	}
+	// All but the first few packets of each viewer (sent before the path was resolved) went
+	// through the rings.
+	if byRing := int(s.stats.PacketRingDatagrams.Load()); byRing < received*9/10 {
+		t.Errorf("%d of the %d datagrams received went by the rings, want nearly all", byRing, received)
+	}
+	if n := s.stats.SendErrors.Load() + s.stats.PacketRingErrors.Load() + s.stats.PacketRingFull.Load(); n != 0 {
+		t.Errorf("%d send errors or full rings", n)
+	}
+	v := vs[0]
+	v.mu.Lock()
+	ssrc, seq := v.ssrc["video"], v.lastSeq[v.ssrc["video"]]
+	v.mu.Unlock()
+	rtx := s.stats.Retransmissions.Load()
+	if err := v.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: seq - 5}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.stats.Retransmissions.Load() == rtx; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("NACK not answered")
+		}
+	}
+}
+
+// TestPacketSendNeedsCapability: without CAP_NET_RAW (a user namespace that does not own the
+// network namespace) a server asked for the packet path refuses to start, saying why.
+func TestPacketSendNeedsCapability(t *testing.T) {
+	if os.Getenv(netnsEnv) != t.Name() {
+		cmd := exec.Command("unshare", "--user", "--map-root-user", "--", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), netnsEnv+"="+t.Name())
+		if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+			t.Fatalf("in a user namespace of its own (needs unshare: util-linux): %v\n%s", err, out)
+		}
+		return
+	}
+	h := hub.New(hub.Config{}, nil)
+	defer h.Close()
+	cfg := DefaultConfig()
+	cfg.ICEUDPAddr, cfg.PacketSend = "127.0.0.1:0", true
+	s, err := New(cfg, h, nil)
+	if err == nil {
+		_ = s.Close(context.Background())
+		t.Fatal("started without CAP_NET_RAW")
+	}
+	if !strings.Contains(err.Error(), "CAP_NET_RAW") {
+		t.Errorf("error %q does not say what is missing", err)
+	}
+	t.Log(err)
+}
