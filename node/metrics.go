@@ -50,6 +50,7 @@ func newRegistry(id string, role Role, h *hub.Hub, w *webrtcserver.Server) *prom
 	counter("webrtc_packet_ring_datagrams_total", "RTP datagrams to viewers sent through AF_PACKET rings (--packet-send).", ws.PacketRingDatagrams.Load)
 	counter("webrtc_packet_ring_full_total", "RTP datagrams that found a packet ring full and went by the UDP socket.", ws.PacketRingFull.Load)
 	counter("webrtc_packet_ring_errors_total", "Packet ring sends the kernel refused.", ws.PacketRingErrors.Load)
+	counter("webrtc_packet_ring_waits_total", "Times a packet ring's frames had to wait for the device's queue to drain.", ws.PacketRingWaits.Load)
 	counter("webrtc_gso_disabled_total", "Send batches that found UDP GSO refused and went on without it.", ws.GSODisabled.Load)
 	counter("webrtc_own_srtp_viewers_total", "Viewers whose RTP the node encrypted itself (its first packet matched pion's).", ws.OwnSRTPViewers.Load)
 	reg.MustRegister(&delayCollector{h: &ws.FanoutDelay, desc: prometheus.NewDesc("streamfleet_webrtc_fanout_delay_seconds",

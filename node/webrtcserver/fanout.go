@@ -178,6 +178,9 @@ func (g *group) run() {
 		case <-g.notify.C():
 		case req := <-g.rtx:
 			req.vt.retransmit(req.seq)
+		case <-g.batch.retryC():
+			g.batch.retryRings()
+			continue
 		case <-tick.C:
 			for _, vs := range *g.viewers.Load() {
 				vs.selectLayers()
@@ -190,6 +193,7 @@ func (g *group) run() {
 			}
 		case <-g.quit:
 			g.batch.flush()
+			g.batch.drainRings()
 			g.batch.close()
 			return
 		}

@@ -262,12 +262,15 @@ func sysctlOn(name, dev string) bool {
 // packetRing is one group's AF_PACKET transmit ring on one device; only the group's goroutine
 // uses it.
 type packetRing struct {
-	fd    int
-	mem   []byte
-	next  int  // the next frame to fill
-	put   int  // frames filled since the last kick
-	retry bool // the last kick left frames behind (a full device queue or send buffer)
+	fd   int
+	mem  []byte
+	next int // the next frame to fill
+	put  int // frames filled since the last kick
 }
+
+// ringSendBuffer, if not 0, is the rings' SO_SNDBUF (tests); otherwise the kernel's default, which
+// bounds each group's frames queued on the device as the UDP socket's buffer bounds its datagrams.
+var ringSendBuffer = 0
 
 func openPacketRing(ifindex int) (*packetRing, error) {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // protocol 0: receives nothing
@@ -285,6 +288,12 @@ func openPacketRing(ifindex int) (*packetRing, error) {
 		func() error { return set(unix.PACKET_VERSION, unix.TPACKET_V2) },
 		func() error { return set(unix.PACKET_VNET_HDR, 1) },
 		func() error { return set(unix.PACKET_LOSS, 1) }, // a bad frame is skipped, not a stuck ring
+		func() error {
+			if ringSendBuffer == 0 {
+				return nil
+			}
+			return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, ringSendBuffer)
+		},
 		func() error {
 			return unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &unix.TpacketReq{
 				Block_size: uint32(block), Block_nr: uint32(size / block), Frame_size: ringFrameSize, Frame_nr: uint32(ringFrames),
@@ -336,16 +345,22 @@ func (r *packetRing) add(p *netPath, srcPort uint16, dst netip.AddrPort, payload
 	return true
 }
 
-// kick hands the filled frames to the device without waiting; frames the device could not take
-// now stay queued in the ring for the next kick.
+// kick hands the filled frames to the device without waiting. Frames the kernel could not take
+// now (the socket's send buffer is full of frames still queued on the device) stay in the ring,
+// and waiting says so: they go with a later kick.
 func (r *packetRing) kick() syscall.Errno {
-	if r.put == 0 && !r.retry {
+	if r.put == 0 && !r.waiting() {
 		return 0
 	}
 	r.put = 0
-	_, errno, ok := rawCall(unix.SYS_SENDTO, uintptr(r.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
-	r.retry = !ok || errno != 0
+	_, errno, _ := rawCall(unix.SYS_SENDTO, uintptr(r.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	return errno
+}
+
+// waiting tells whether the last frame filled is still waiting for the kernel to take it (the
+// kernel takes frames in ring order, so then all after the first it left are).
+func (r *packetRing) waiting() bool {
+	return atomic.LoadUint32(r.status((r.next+ringFrames-1)%ringFrames)) == unix.TP_STATUS_SEND_REQUEST
 }
 
 // buildFrame writes a virtio_net_hdr and the Ethernet, IPv4 and UDP headers before payload into

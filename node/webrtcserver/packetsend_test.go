@@ -159,28 +159,84 @@ func TestPacketSendLoopback(t *testing.T) {
 	}{{"ipv4", "127.0.0.1:0", 256}, {"dual-stack", "[::]:0", 256}, {"small ring", "127.0.0.1:0", 8}} {
 		t.Run(c.name, func(t *testing.T) { packetSendRounds(t, c.listen, c.frames) })
 	}
+	t.Run("GSO runs", packetSendRuns)
 }
 
-func packetSendRounds(t *testing.T, listen string, frames int) {
-	defer func(n int) { ringFrames = n }(ringFrames)
-	ringFrames = frames
+// newPacketBatch is a batch with the packet path on a socket of listen's; the path to 127.0.0.1
+// is resolved before it is returned.
+func newPacketBatch(t *testing.T, listen string) (*sendBatch, *Stats, netip.AddrPort, *packetSender) {
+	t.Helper()
 	pc, err := listenICEUDP(listen)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
+	t.Cleanup(func() { pc.Close() })
 	local := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	pkt, err := newPacketSender(local, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pkt.close()
+	t.Cleanup(pkt.close)
 	stats := new(Stats)
 	b, err := newSendBatch(pc, stats, pkt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.close()
+	t.Cleanup(b.close)
+	return b, stats, local, pkt
+}
+
+// waitPath waits until pkt has a path to dst.
+func waitPath(t *testing.T, pkt *packetSender, dst netip.Addr) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if e := pkt.paths.lookup(dst); e != nil {
+			if !e.ok {
+				t.Fatalf("no path to %s: %v", dst, e.err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the path to %s was not resolved", dst)
+		}
+	}
+}
+
+// packetSendRuns: a run of equal-sized datagrams to one viewer still goes by sendmmsg, as one GSO
+// message; the datagrams around it by the ring; each receiver gets its own in order.
+func packetSendRuns(t *testing.T) {
+	b, stats, _, pkt := newPacketBatch(t, "127.0.0.1:0")
+	waitPath(t, pkt, netip.MustParseAddr("127.0.0.1"))
+	a, c := listenUDP(t), listenUDP(t)
+	to := func(u *net.UDPConn) netip.AddrPort { return u.LocalAddr().(*net.UDPAddr).AddrPort() }
+	sizes := []struct {
+		u    *net.UDPConn
+		size int
+	}{{a, 100}, {c, 500}, {c, 500}, {c, 300}, {a, 200}}
+	for i, d := range sizes {
+		p := make([]byte, d.size)
+		p[0] = byte(i)
+		b.add(p, to(d.u))
+	}
+	b.flush()
+	if ring, gso := stats.PacketRingDatagrams.Load(), stats.GSOMessages.Load(); ring != 2 || gso != 1 {
+		t.Errorf("%d datagrams by the ring, %d GSO messages; want 2 (a's) and 1 (c's run of 3)", ring, gso)
+	}
+	buf := make([]byte, 2000)
+	for i, d := range sizes {
+		_ = d.u.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := d.u.ReadFromUDPAddrPort(buf)
+		if err != nil || n != d.size || buf[0] != byte(i) {
+			t.Errorf("datagram %d: %d bytes, first byte %d, %v; want %d bytes, %d", i, n, buf[0], err, d.size, i)
+		}
+	}
+}
+
+func packetSendRounds(t *testing.T, listen string, frames int) {
+	defer func(n int) { ringFrames = n }(ringFrames)
+	ringFrames = frames
+	b, stats, local, pkt := newPacketBatch(t, listen)
+	var err error
 	dual := strings.HasPrefix(listen, "[")
 	const receivers, rounds = 30, 4
 	rs := make([]*net.UDPConn, receivers)
@@ -219,17 +275,7 @@ func packetSendRounds(t *testing.T, listen string, frames int) {
 		b.flush()
 	}
 	round(0) // the first flush by sendmmsg only, the paths asked for (later ones may have them)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if e := pkt.paths.lookup(netip.MustParseAddr("127.0.0.1")); e != nil {
-			if !e.ok {
-				t.Fatalf("no path to 127.0.0.1: %v", e.err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the path to 127.0.0.1 was not resolved")
-		}
-	}
+	waitPath(t, pkt, netip.MustParseAddr("127.0.0.1"))
 	ring0, full0 := int(stats.PacketRingDatagrams.Load()), int(stats.PacketRingFull.Load())
 	for r := 1; r < rounds; r++ {
 		round(r)
@@ -337,4 +383,61 @@ func TestPacketSendNeedsCapability(t *testing.T) {
 		t.Errorf("error %q does not say what is missing", err)
 	}
 	t.Log(err)
+}
+
+// TestPacketRingWaitsForDevice: when the device's queue holds the ring socket's whole send
+// buffer, a kick leaves frames in the ring; the batch's retry hands them over as the queue drains,
+// so every datagram arrives, in order, none dropped or sent twice. The namespace's loopback has a
+// 2 Mbit/s token bucket, which holds the frames' skbs, and the ring's send buffer is small.
+func TestPacketRingWaitsForDevice(t *testing.T) {
+	if !inNetns(t, "ip link set lo up && tc qdisc add dev lo root tbf rate 2mbit burst 4kb latency 10s") {
+		return
+	}
+	setLoopbackSysctls(t)
+	defer func(n int) { ringSendBuffer = n }(ringSendBuffer)
+	ringSendBuffer = 4096
+	b, stats, _, pkt := newPacketBatch(t, "127.0.0.1:0")
+	r := listenUDP(t)
+	if err := r.SetReadBuffer(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	to := r.LocalAddr().(*net.UDPAddr).AddrPort()
+	waitPath(t, pkt, to.Addr())
+	const datagrams = 48 // ~58 KB, ~0.2 s at the qdisc's rate
+	for i := range datagrams {
+		p := make([]byte, 1000+i)
+		p[0] = byte(i)
+		b.add(p, to)
+	}
+	b.flush()
+	start := time.Now()
+	for b.retryC() != nil { // as the group's loop does
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("frames still waiting after 10 s")
+		}
+		<-b.retryC()
+		b.retryRings()
+	}
+	t.Logf("%d datagrams by the ring, %d waits, all taken after %v", stats.PacketRingDatagrams.Load(), stats.PacketRingWaits.Load(), time.Since(start))
+	if stats.PacketRingDatagrams.Load() != datagrams || stats.PacketRingWaits.Load() == 0 {
+		t.Errorf("%d datagrams by the ring, %d waits; want %d and some", stats.PacketRingDatagrams.Load(), stats.PacketRingWaits.Load(), datagrams)
+	}
+	if n := stats.SendErrors.Load() + stats.PacketRingErrors.Load() + stats.PacketRingFull.Load(); n != 0 {
+		t.Errorf("%d errors or full rings", n)
+	}
+	buf := make([]byte, 2000)
+	for i := range datagrams {
+		_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := r.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if n != 1000+i || buf[0] != byte(i) {
+			t.Fatalf("datagram %d: %d bytes, first byte %d", i, n, buf[0])
+		}
+	}
+	_ = r.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, _, err := r.ReadFromUDPAddrPort(buf); err == nil {
+		t.Error("a datagram more than was sent")
+	}
 }

@@ -210,7 +210,13 @@ type sendBatch struct {
 	pathGen uint64
 	pathsAt time.Time
 	byRing  []bool
+	// retry fires while a ring holds frames the kernel did not take (retryC), for retryRings.
+	retry      *time.Timer
+	retryArmed bool
 }
+
+// ringRetryInterval is how soon frames a kick left in a ring are handed to the kernel again.
+const ringRetryInterval = time.Millisecond
 
 // sendBufSize is the largest datagram batched; larger ones are written directly.
 const sendBufSize = 1500
@@ -301,6 +307,10 @@ func (b *sendBatch) close() {
 			}
 		}
 		clear(b.rings)
+		if b.retry != nil {
+			b.retry.Stop()
+			b.retryArmed = false
+		}
 	}
 }
 
@@ -398,12 +408,7 @@ func (b *sendBatch) messages(from int) {
 	cs := unix.CmsgSpace(2)
 	for i := from; i < b.n; m++ {
 		size := b.iovs[i].Len
-		j := i + 1
-		if b.gso && size <= gsoMaxSegment {
-			for j < b.n && b.dest[j] == b.dest[i] && b.iovs[j-1].Len == size && b.iovs[j].Len <= size {
-				j++
-			}
-		}
+		j := b.runEnd(i)
 		h := &b.msgs[m].Hdr
 		*h = b.hdrs[i].Hdr // the first datagram's address and iovec
 		h.Iovlen = uint64(j - i)
@@ -421,6 +426,18 @@ func (b *sendBatch) messages(from int) {
 		i = j
 	}
 	b.m = m
+}
+
+// runEnd is the end of the GSO run that starts at datagram i (i+1: a datagram alone).
+func (b *sendBatch) runEnd(i int) int {
+	size := b.iovs[i].Len
+	j := i + 1
+	if b.gso && size <= gsoMaxSegment {
+		for j < b.n && b.dest[j] == b.dest[i] && b.iovs[j-1].Len == size && b.iovs[j].Len <= size {
+			j++
+		}
+	}
+	return j
 }
 
 // segments is how many datagrams message m carries.
@@ -441,15 +458,25 @@ func (b *sendBatch) sendmmsg(fd uintptr) bool {
 }
 
 // sendByRing sends the datagrams that have a packet path through the group's rings (one sendto
-// per device), and leaves the others, in order, at the front of the batch for sendmmsg.
+// per device), and leaves the others, in order, at the front of the batch for sendmmsg: those
+// without a path, and runs to one viewer that sendmmsg sends as one GSO message (one trip through
+// the stack for several datagrams costs about what the ring costs for each: no gain to have, and
+// on loopback, whose receive path the sender pays, a GSO message is received as one).
 func (b *sendBatch) sendByRing() {
 	if g := b.pkt.paths.gen.Load(); g != b.pathGen || time.Since(b.pathsAt) > time.Second {
 		clear(b.paths)
 		b.pathGen, b.pathsAt = g, time.Now()
 	}
 	sent := 0
-	for i := range b.n {
+	for i := 0; i < b.n; i++ {
 		b.byRing[i] = false
+		if j := b.runEnd(i); j-i > 1 {
+			for i < j-1 {
+				i++
+				b.byRing[i] = false
+			}
+			continue
+		}
 		a := b.dest[i].Addr()
 		e, seen := b.paths[a]
 		if !seen {
@@ -474,13 +501,7 @@ func (b *sendBatch) sendByRing() {
 	if sent == 0 {
 		return
 	}
-	for _, r := range b.rings {
-		if r != nil {
-			if errno := r.kick(); errno != 0 && errno != unix.ENOBUFS {
-				b.stats.PacketRingErrors.Add(1)
-			}
-		}
-	}
+	b.kickRings()
 	b.stats.PacketRingDatagrams.Add(uint64(sent))
 	now := time.Now().UnixNano()
 	w := 0
@@ -524,4 +545,57 @@ func (b *sendBatch) swap(i, j int) {
 	b.dest[i], b.dest[j] = b.dest[j], b.dest[i]
 	b.arrivals[i], b.arrivals[j] = b.arrivals[j], b.arrivals[i]
 	b.hdrs[i].Hdr.Namelen, b.hdrs[j].Hdr.Namelen = b.hdrs[j].Hdr.Namelen, b.hdrs[i].Hdr.Namelen
+}
+
+// kickRings hands every ring's filled frames to the kernel, and arms the retry while a ring still
+// holds some it did not take.
+func (b *sendBatch) kickRings() {
+	waiting := false
+	for _, r := range b.rings {
+		if r == nil {
+			continue
+		}
+		if errno := r.kick(); errno != 0 && errno != unix.ENOBUFS {
+			b.stats.PacketRingErrors.Add(1)
+		}
+		waiting = waiting || r.waiting()
+	}
+	if !waiting || b.retryArmed {
+		return
+	}
+	b.stats.PacketRingWaits.Add(1)
+	b.retryArmed = true
+	if b.retry == nil {
+		b.retry = time.NewTimer(ringRetryInterval)
+	} else {
+		b.retry.Reset(ringRetryInterval)
+	}
+}
+
+// retryC fires when frames a kick left in a ring are due again (nil: none are).
+func (b *sendBatch) retryC() <-chan time.Time {
+	if b == nil || !b.retryArmed {
+		return nil
+	}
+	return b.retry.C
+}
+
+// drainRings gives the frames still waiting in the rings up to 100 ms to be taken, before the
+// group ends.
+func (b *sendBatch) drainRings() {
+	if b == nil {
+		return
+	}
+	for deadline := time.Now().Add(100 * time.Millisecond); b.retryArmed && time.Now().Before(deadline); {
+		time.Sleep(ringRetryInterval)
+		b.retryRings()
+	}
+}
+
+// retryRings kicks the rings again, after retryC fired.
+func (b *sendBatch) retryRings() {
+	b.retryArmed = false
+	if b.fd >= 0 {
+		b.kickRings()
+	}
 }

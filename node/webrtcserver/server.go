@@ -81,10 +81,12 @@ type Stats struct {
 	GSODisabled atomic.Uint64
 	// PacketRingDatagrams counts datagrams sent through the packet path's rings
 	// (Config.PacketSend); PacketRingFull those that found a ring full and went by sendmmsg;
-	// PacketRingErrors the kicks the kernel refused.
+	// PacketRingErrors the kicks the kernel refused; PacketRingWaits the times a kick left frames
+	// in a ring (the device's queue holds the socket's whole send buffer) to be handed over again.
 	PacketRingDatagrams atomic.Uint64
 	PacketRingFull      atomic.Uint64
 	PacketRingErrors    atomic.Uint64
+	PacketRingWaits     atomic.Uint64
 	// OwnSRTPViewers counts viewers whose RTP the node encrypted itself after the first packet
 	// matched pion's; OwnSRTPFallbacks those left to pion because it did not.
 	OwnSRTPViewers   atomic.Uint64
