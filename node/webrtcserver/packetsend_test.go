@@ -128,7 +128,7 @@ func TestResolveNetPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := resolveNetPath(netip.MustParseAddr("127.0.0.1"), any4)
-	if err != nil || got.ifindex != lo.Index || got.eth != [ethHdrLen]byte{12: 8} || got.src != [4]byte{127, 0, 0, 1} {
+	if err != nil || got.ifindex != lo.Index || got.eth != [ethHdrLen]byte{12: 8} || got.src != [4]byte{127, 0, 0, 1} || !got.keepRuns {
 		t.Errorf("127.0.0.1 with accept_local and route_localnet: %+v, %v", got, err)
 	}
 }
@@ -159,7 +159,8 @@ func TestPacketSendLoopback(t *testing.T) {
 	}{{"ipv4", "127.0.0.1:0", 256}, {"dual-stack", "[::]:0", 256}, {"small ring", "127.0.0.1:0", 8}} {
 		t.Run(c.name, func(t *testing.T) { packetSendRounds(t, c.listen, c.frames) })
 	}
-	t.Run("GSO runs", packetSendRuns)
+	t.Run("GSO runs on loopback", func(t *testing.T) { packetSendRuns(t, true) })
+	t.Run("GSO runs elsewhere", func(t *testing.T) { packetSendRuns(t, false) })
 }
 
 // newPacketBatch is a batch with the packet path on a socket of listen's; the path to 127.0.0.1
@@ -202,10 +203,19 @@ func waitPath(t *testing.T, pkt *packetSender, dst netip.Addr) {
 	}
 }
 
-// packetSendRuns: a run of equal-sized datagrams to one viewer still goes by sendmmsg, as one GSO
-// message; the datagrams around it by the ring; each receiver gets its own in order.
-func packetSendRuns(t *testing.T) {
+// packetSendRuns: on loopback (keepRuns) a run of equal-sized datagrams to one viewer still goes
+// by sendmmsg, as one GSO message, the datagrams around it by the ring; on other devices (here
+// loopback's path with keepRuns cleared) all go by the ring. Each receiver gets its own in order.
+func packetSendRuns(t *testing.T, keepRuns bool) {
 	b, stats, _, pkt := newPacketBatch(t, "127.0.0.1:0")
+	if !keepRuns {
+		pkt.paths.close()
+		pkt.paths = newPathCache(func(dst netip.Addr) (netPath, error) {
+			p, err := resolveNetPath(dst, netip.IPv4Unspecified())
+			p.keepRuns = false
+			return p, err
+		})
+	}
 	waitPath(t, pkt, netip.MustParseAddr("127.0.0.1"))
 	a, c := listenUDP(t), listenUDP(t)
 	to := func(u *net.UDPConn) netip.AddrPort { return u.LocalAddr().(*net.UDPAddr).AddrPort() }
@@ -219,8 +229,12 @@ func packetSendRuns(t *testing.T) {
 		b.add(p, to(d.u))
 	}
 	b.flush()
-	if ring, gso := stats.PacketRingDatagrams.Load(), stats.GSOMessages.Load(); ring != 2 || gso != 1 {
-		t.Errorf("%d datagrams by the ring, %d GSO messages; want 2 (a's) and 1 (c's run of 3)", ring, gso)
+	wantRing, wantGSO := uint64(2), uint64(1) // a's; c's run of 3
+	if !keepRuns {
+		wantRing, wantGSO = 5, 0
+	}
+	if ring, gso := stats.PacketRingDatagrams.Load(), stats.GSOMessages.Load(); ring != wantRing || gso != wantGSO {
+		t.Errorf("%d datagrams by the ring, %d GSO messages; want %d and %d", ring, gso, wantRing, wantGSO)
 	}
 	buf := make([]byte, 2000)
 	for i, d := range sizes {

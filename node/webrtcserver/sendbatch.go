@@ -459,9 +459,8 @@ func (b *sendBatch) sendmmsg(fd uintptr) bool {
 
 // sendByRing sends the datagrams that have a packet path through the group's rings (one sendto
 // per device), and leaves the others, in order, at the front of the batch for sendmmsg: those
-// without a path, and runs to one viewer that sendmmsg sends as one GSO message (one trip through
-// the stack for several datagrams costs about what the ring costs for each: no gain to have, and
-// on loopback, whose receive path the sender pays, a GSO message is received as one).
+// without a path, and on loopback (netPath.keepRuns) the runs to one viewer that sendmmsg sends
+// as one GSO message.
 func (b *sendBatch) sendByRing() {
 	if g := b.pkt.paths.gen.Load(); g != b.pathGen || time.Since(b.pathsAt) > time.Second {
 		clear(b.paths)
@@ -470,13 +469,6 @@ func (b *sendBatch) sendByRing() {
 	sent := 0
 	for i := 0; i < b.n; i++ {
 		b.byRing[i] = false
-		if j := b.runEnd(i); j-i > 1 {
-			for i < j-1 {
-				i++
-				b.byRing[i] = false
-			}
-			continue
-		}
 		a := b.dest[i].Addr()
 		e, seen := b.paths[a]
 		if !seen {
@@ -485,6 +477,13 @@ func (b *sendBatch) sendByRing() {
 		}
 		size := b.iovs[i].Len
 		if e == nil || !e.ok || int(size)+ipv4HdrLen+udpHdrLen > e.path.mtu {
+			continue
+		}
+		if j := b.runEnd(i); j-i > 1 && e.path.keepRuns {
+			for i < j-1 {
+				i++
+				b.byRing[i] = false
+			}
 			continue
 		}
 		r := b.ring(e.path.ifindex)
