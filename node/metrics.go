@@ -54,7 +54,7 @@ func newRegistry(id string, role Role, h *hub.Hub, w *webrtcserver.Server) *prom
 	counter("webrtc_gso_disabled_total", "Send batches that found UDP GSO refused and went on without it.", ws.GSODisabled.Load)
 	counter("webrtc_own_srtp_viewers_total", "Viewers whose RTP the node encrypted itself (its first packet matched pion's).", ws.OwnSRTPViewers.Load)
 	reg.MustRegister(&delayCollector{h: &ws.FanoutDelay, desc: prometheus.NewDesc("streamfleet_webrtc_fanout_delay_seconds",
-		"Time from a packet's arrival in the hub to the return of the sendmmsg carrying it to a viewer, per datagram.", nil, labels)})
+		"Time from a packet's arrival in the hub to the return of the sendmmsg (or packet ring send) carrying it to a viewer, per datagram.", nil, labels)})
 	counter("webrtc_own_srtp_fallbacks_total", "Viewers whose RTP was left to pion because the node's encryption did not match.", ws.OwnSRTPFallbacks.Load)
 	return reg
 }

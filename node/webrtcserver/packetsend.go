@@ -48,8 +48,10 @@ const (
 	udpHdrLen     = 8
 	frameHdrs     = ethHdrLen + ipv4HdrLen + udpHdrLen
 	// pathTTL is how long a resolved path is used before it is resolved again (in the background,
-	// the old one still used meanwhile); pathForget drops paths nobody asked for in that long.
+	// the old one still used meanwhile), pathRetry how soon a destination without one is tried
+	// again; pathForget drops paths nobody asked for in that long.
 	pathTTL    = 5 * time.Second
+	pathRetry  = time.Second
 	pathForget = 6 * pathTTL
 )
 
@@ -114,19 +116,20 @@ func (p *packetSender) close() {
 // pathCache resolves paths on one goroutine and hands out the latest. gen changes whenever an
 // entry does, so the groups' own copies know to look again.
 type pathCache struct {
-	resolve func(netip.Addr) (netPath, error)
-	mu      sync.Mutex
-	m       map[netip.Addr]*pathEntry
-	pending map[netip.Addr]bool
-	gen     atomic.Uint64
-	reqs    chan netip.Addr
-	quit    chan struct{}
-	done    chan struct{}
+	resolve    func(netip.Addr) (netPath, error)
+	ttl, retry time.Duration // pathTTL and pathRetry (tests shorten them before the first lookup)
+	mu         sync.Mutex
+	m          map[netip.Addr]*pathEntry
+	pending    map[netip.Addr]bool
+	gen        atomic.Uint64
+	reqs       chan netip.Addr
+	quit       chan struct{}
+	done       chan struct{}
 }
 
 func newPathCache(resolve func(netip.Addr) (netPath, error)) *pathCache {
 	c := &pathCache{
-		resolve: resolve, m: map[netip.Addr]*pathEntry{}, pending: map[netip.Addr]bool{},
+		resolve: resolve, ttl: pathTTL, retry: pathRetry, m: map[netip.Addr]*pathEntry{}, pending: map[netip.Addr]bool{},
 		reqs: make(chan netip.Addr, 1024), quit: make(chan struct{}), done: make(chan struct{}),
 	}
 	go c.run()
@@ -139,12 +142,13 @@ func (c *pathCache) close() {
 }
 
 // lookup is the current entry for dst (nil until first resolved); it asks for a resolution when
-// there is none or it is older than pathTTL.
+// there is none or it is older than pathTTL (pathRetry if it found no path: a new viewer's
+// neighbour entry appears with the node's first answers to it).
 func (c *pathCache) lookup(dst netip.Addr) *pathEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.m[dst]
-	if (e == nil || time.Since(e.at) > pathTTL) && !c.pending[dst] {
+	if (e == nil || time.Since(e.at) > c.ttl || (!e.ok && time.Since(e.at) > c.retry)) && !c.pending[dst] {
 		select {
 		case c.reqs <- dst:
 			c.pending[dst] = true
@@ -174,10 +178,13 @@ func (c *pathCache) run() {
 			p, err := c.resolve(dst)
 			e := &pathEntry{path: p, ok: err == nil, err: err, at: time.Now()}
 			c.mu.Lock()
+			old := c.m[dst]
 			c.m[dst] = e
 			delete(c.pending, dst)
 			c.mu.Unlock()
-			c.gen.Add(1)
+			if old == nil || old.ok != e.ok || old.path != e.path {
+				c.gen.Add(1) // a refresh that changed nothing leaves the groups' copies alone
+			}
 		}
 	}
 }

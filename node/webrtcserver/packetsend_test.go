@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -453,5 +454,68 @@ func TestPacketRingWaitsForDevice(t *testing.T) {
 	_ = r.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	if _, _, err := r.ReadFromUDPAddrPort(buf); err == nil {
 		t.Error("a datagram more than was sent")
+	}
+}
+
+// TestPathCache: a path is resolved once on the first lookup, in the background, and again once
+// it is older than the cache's TTL (sooner after a failure); the generation the groups watch moves
+// only when what a lookup returns changes, not on a refresh that found the same path.
+func TestPathCache(t *testing.T) {
+	var mu sync.Mutex
+	calls, fail := 0, false
+	want := netPath{ifindex: 7, mtu: 1500, src: [4]byte{10, 0, 0, 1}}
+	c := newPathCache(func(netip.Addr) (netPath, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if fail {
+			return netPath{}, errNoPath
+		}
+		return want, nil
+	})
+	defer c.close()
+	c.ttl, c.retry = 200*time.Millisecond, 20*time.Millisecond
+	dst := netip.MustParseAddr("10.0.0.2")
+	// resolved waits until a lookup returns an entry resolved after since, and returns it.
+	resolved := func(since time.Time) *pathEntry {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+			if e := c.lookup(dst); e != nil && e.at.After(since) {
+				return e
+			}
+		}
+		t.Fatal("not resolved")
+		return nil
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return calls }
+
+	start := time.Now()
+	if e := c.lookup(dst); e != nil {
+		t.Fatalf("an entry before any resolution: %+v", e)
+	}
+	e := resolved(start)
+	if !e.ok || e.path != want || count() != 1 || c.gen.Load() != 1 {
+		t.Fatalf("first: %+v, %d calls, generation %d", e, count(), c.gen.Load())
+	}
+	if c.lookup(dst) != e || count() != 1 {
+		t.Fatal("resolved again before its TTL")
+	}
+	time.Sleep(c.ttl)
+	if e = resolved(e.at); count() != 2 || c.gen.Load() != 1 || !e.ok {
+		t.Errorf("refresh: %+v, %d calls, generation %d; want 2 calls, generation 1", e, count(), c.gen.Load())
+	}
+	mu.Lock()
+	fail = true
+	mu.Unlock()
+	time.Sleep(c.ttl)
+	if e = resolved(e.at); e.ok || count() != 3 || c.gen.Load() != 2 {
+		t.Errorf("failing: %+v, %d calls, generation %d; want no path, 3 calls, generation 2", e, count(), c.gen.Load())
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	failed := e.at
+	if e = resolved(failed); !e.ok || e.at.Sub(failed) > c.ttl/2 || c.gen.Load() != 3 {
+		t.Errorf("after the failure: %+v %v later, generation %d; want a path within the retry interval, generation 3", e, e.at.Sub(failed), c.gen.Load())
 	}
 }
