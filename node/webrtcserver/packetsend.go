@@ -1,6 +1,7 @@
 package webrtcserver
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -100,10 +101,23 @@ func newPacketSender(local netip.AddrPort, log *slog.Logger) (*packetSender, err
 	}
 	_ = unix.Close(fd)
 	bound := local.Addr().Unmap()
+	var warned bool // on the resolver's goroutine only
 	return &packetSender{
 		srcPort: local.Port(),
-		paths:   newPathCache(func(dst netip.Addr) (netPath, error) { return resolveNetPath(dst, bound) }),
-		log:     log,
+		paths: newPathCache(func(dst netip.Addr) (netPath, error) {
+			p, err := resolveNetPath(dst, bound)
+			if err != nil {
+				// The first destination without a path says why (loopback without its sysctls, a
+				// tunnel device, ...); the rest only at debug level.
+				level := slog.LevelDebug
+				if !warned {
+					level, warned = slog.LevelInfo, true
+				}
+				log.Log(context.Background(), level, "packet send: by the UDP socket", "viewer", dst, "reason", err)
+			}
+			return p, err
+		}),
+		log: log,
 	}, nil
 }
 
