@@ -337,6 +337,12 @@ func TestPacketSendFanOut(t *testing.T) {
 		defer vs[i].close()
 	}
 	waitGrouped(ctx, t, s, viewers, vs...)
+	// The path is resolved when a group first sends to the address; here before the media starts,
+	// so that the counts below are the ring's alone (a new viewer's first packets go by sendmmsg
+	// until then, as they would anyway).
+	start := time.Now()
+	waitPath(t, s.pkt, netip.MustParseAddr("127.0.0.1"))
+	t.Logf("path resolved in %v", time.Since(start))
 	sendSR(t, pub, 2500*time.Millisecond, 0) // about 75 video and 125 audio packets, numbered from 0
 	received := 0
 	for i, v := range vs {
@@ -351,11 +357,14 @@ func TestPacketSendFanOut(t *testing.T) {
 		}
 		v.mu.Unlock()
 	}
-	// All but the first few packets of each viewer (sent before the path was resolved) went
-	// through the rings.
-	if byRing := int(s.stats.PacketRingDatagrams.Load()); byRing < received*9/10 {
-		t.Errorf("%d of the %d datagrams received went by the rings, want nearly all", byRing, received)
+	// Most went through the rings; the rest by sendmmsg: each viewer's first packet (written by
+	// pion too, to be compared) and, on loopback, a video and an audio packet to one viewer in one
+	// round, which make a GSO run (netPath.keepRuns).
+	byRing, batched := int(s.stats.PacketRingDatagrams.Load()), int(s.stats.BatchedPackets.Load())
+	if byRing < received/2 || byRing+batched+2*viewers < received {
+		t.Errorf("of the %d datagrams received %d went by the rings and %d by sendmmsg; want most by the rings, all by one of them", received, byRing, batched)
 	}
+	t.Logf("%d datagrams by the rings, %d by sendmmsg (%d GSO messages)", byRing, batched, s.stats.GSOMessages.Load())
 	if n := s.stats.SendErrors.Load() + s.stats.PacketRingErrors.Load() + s.stats.PacketRingFull.Load(); n != 0 {
 		t.Errorf("%d send errors or full rings", n)
 	}
