@@ -109,12 +109,7 @@ func (v *srViewer) close() {
 func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
 	ctx, s, base, api, pub := startSR(t, nil)
 	const viewers = 3
-	vs := make([]*srViewer, viewers)
-	for i := range vs {
-		vs[i] = newSRViewer(ctx, t, api, base+"/whep/live/sr")
-		defer vs[i].close()
-	}
-	waitGrouped(ctx, t, s, viewers, vs...)
+	vs := joinSR(ctx, t, s, api, base, viewers)
 	step := sendSR(t, pub, 2500*time.Millisecond, 0)
 
 	now := time.Now()
@@ -257,6 +252,19 @@ func startSR(t *testing.T, edit func(*Config)) (context.Context, *Server, string
 		t.Fatal(err)
 	}
 	return ctx, s, base, api, pub
+}
+
+// joinSR starts n WHEP viewers of live/sr (closed when the test ends) and waits until they are
+// in fan-out groups.
+func joinSR(ctx context.Context, t *testing.T, s *Server, api *webrtc.API, base string, n int) []*srViewer {
+	t.Helper()
+	vs := make([]*srViewer, n)
+	for i := range vs {
+		vs[i] = newSRViewer(ctx, t, api, base+"/whep/live/sr")
+		t.Cleanup(vs[i].close)
+	}
+	waitGrouped(ctx, t, s, n, vs...)
+	return vs
 }
 
 // waitGrouped waits until the viewers are connected and n viewers are in fan-out groups (a

@@ -331,12 +331,7 @@ func TestPacketSendFanOut(t *testing.T) {
 	setLoopbackSysctls(t)
 	ctx, s, base, api, pub := startSR(t, func(c *Config) { c.PacketSend = true })
 	const viewers = 3
-	vs := make([]*srViewer, viewers)
-	for i := range vs {
-		vs[i] = newSRViewer(ctx, t, api, base+"/whep/live/sr")
-		defer vs[i].close()
-	}
-	waitGrouped(ctx, t, s, viewers, vs...)
+	vs := joinSR(ctx, t, s, api, base, viewers)
 	// The path is resolved when a group first sends to the address; here before the media starts,
 	// so that the counts below are the ring's alone (a new viewer's first packets go by sendmmsg
 	// until then, as they would anyway).
@@ -428,12 +423,7 @@ func TestPacketRingWaitsForDevice(t *testing.T) {
 	to := r.LocalAddr().(*net.UDPAddr).AddrPort()
 	waitPath(t, pkt, to.Addr())
 	const datagrams = 48 // ~58 KB, ~0.2 s at the qdisc's rate
-	for i := range datagrams {
-		p := make([]byte, 1000+i)
-		p[0] = byte(i)
-		b.add(p, to)
-	}
-	b.flush()
+	sendNumbered(b, to, datagrams)
 	start := time.Now()
 	for b.retryC() != nil { // as the group's loop does
 		if time.Since(start) > 10*time.Second {
@@ -449,17 +439,8 @@ func TestPacketRingWaitsForDevice(t *testing.T) {
 	if n := stats.SendErrors.Load() + stats.PacketRingErrors.Load() + stats.PacketRingFull.Load(); n != 0 {
 		t.Errorf("%d errors or full rings", n)
 	}
+	readNumbered(t, r, datagrams)
 	buf := make([]byte, 2000)
-	for i := range datagrams {
-		_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, _, err := r.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			t.Fatalf("datagram %d: %v", i, err)
-		}
-		if n != 1000+i || buf[0] != byte(i) {
-			t.Fatalf("datagram %d: %d bytes, first byte %d", i, n, buf[0])
-		}
-	}
 	_ = r.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	if _, _, err := r.ReadFromUDPAddrPort(buf); err == nil {
 		t.Error("a datagram more than was sent")

@@ -408,12 +408,7 @@ func TestSendBatchWaitsForSendBuffer(t *testing.T) {
 	// the qdisc's rate, through a send buffer that holds two or three.
 	const datagrams = 48
 	start := time.Now()
-	for i := range datagrams {
-		p := make([]byte, 1000+i)
-		p[0] = byte(i)
-		b.add(p, to)
-	}
-	b.flush()
+	sendNumbered(b, to, datagrams)
 	t.Logf("%d datagrams sent in %v, %d waits for the send buffer", datagrams, time.Since(start), stats.SendBufferWaits.Load())
 	if stats.SendBufferWaits.Load() == 0 {
 		t.Fatal("the batch never found the send buffer full: the test's qdisc did not hold the datagrams")
@@ -421,15 +416,31 @@ func TestSendBatchWaitsForSendBuffer(t *testing.T) {
 	if n := stats.SendErrors.Load(); n != 0 {
 		t.Fatalf("%d send errors", n)
 	}
+	readNumbered(t, r, datagrams)
+}
+
+// sendNumbered sends n datagrams to to through b, the i-th 1000+i bytes long and starting with
+// byte i, so that no two go as one GSO message; readNumbered checks that r got them, in order.
+func sendNumbered(b *sendBatch, to netip.AddrPort, n int) {
+	for i := range n {
+		p := make([]byte, 1000+i)
+		p[0] = byte(i)
+		b.add(p, to)
+	}
+	b.flush()
+}
+
+func readNumbered(t *testing.T, r *net.UDPConn, n int) {
+	t.Helper()
 	buf := make([]byte, 2000)
-	for i := range datagrams {
+	for i := range n {
 		_ = r.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, _, err := r.ReadFromUDPAddrPort(buf)
+		size, _, err := r.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			t.Fatalf("datagram %d: %v", i, err)
 		}
-		if n != 1000+i || buf[0] != byte(i) {
-			t.Fatalf("datagram %d: %d bytes, first byte %d", i, n, buf[0])
+		if size != 1000+i || buf[0] != byte(i) {
+			t.Fatalf("datagram %d: %d bytes, first byte %d", i, size, buf[0])
 		}
 	}
 }
