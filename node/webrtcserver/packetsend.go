@@ -293,10 +293,11 @@ func sysctlOn(name, dev string) bool {
 // packetRing is one group's AF_PACKET transmit ring on one device; only the group's goroutine
 // uses it.
 type packetRing struct {
-	fd   int
-	mem  []byte
-	next int // the next frame to fill
-	put  int // frames filled since the last kick
+	fd     int
+	mem    []byte
+	frames int // ringFrames when it was opened
+	next   int // the next frame to fill
+	put    int // frames filled since the last kick
 }
 
 // ringSendBuffer, if not 0, is the rings' SO_SNDBUF (tests); otherwise the kernel's default, which
@@ -308,9 +309,9 @@ func openPacketRing(ifindex int) (*packetRing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("AF_PACKET socket: %w", err)
 	}
-	r := &packetRing{fd: fd}
+	r := &packetRing{fd: fd, frames: ringFrames}
 	set := func(opt, v int) error { return unix.SetsockoptInt(fd, unix.SOL_PACKET, opt, v) }
-	size := ringFrames * ringFrameSize
+	size := r.frames * ringFrameSize
 	block := 1 << 16
 	if size < block {
 		block = size
@@ -327,7 +328,7 @@ func openPacketRing(ifindex int) (*packetRing, error) {
 		},
 		func() error {
 			return unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &unix.TpacketReq{
-				Block_size: uint32(block), Block_nr: uint32(size / block), Frame_size: ringFrameSize, Frame_nr: uint32(ringFrames),
+				Block_size: uint32(block), Block_nr: uint32(size / block), Frame_size: ringFrameSize, Frame_nr: uint32(r.frames),
 			})
 		},
 		func() (err error) {
@@ -371,7 +372,7 @@ func (r *packetRing) add(p *netPath, srcPort uint16, dst netip.AddrPort, payload
 	n := buildFrame(f[ringDataOff:], p, srcPort, dst, payload)
 	binary.NativeEndian.PutUint32(f[4:], uint32(n)) // tp_len
 	atomic.StoreUint32(st, unix.TP_STATUS_SEND_REQUEST)
-	r.next = (r.next + 1) % ringFrames
+	r.next = (r.next + 1) % r.frames
 	r.put++
 	return true
 }
@@ -391,7 +392,7 @@ func (r *packetRing) kick() syscall.Errno {
 // waiting tells whether the last frame filled is still waiting for the kernel to take it (the
 // kernel takes frames in ring order, so then all after the first it left are).
 func (r *packetRing) waiting() bool {
-	return atomic.LoadUint32(r.status((r.next+ringFrames-1)%ringFrames)) == unix.TP_STATUS_SEND_REQUEST
+	return atomic.LoadUint32(r.status((r.next+r.frames-1)%r.frames)) == unix.TP_STATUS_SEND_REQUEST
 }
 
 // buildFrame writes a virtio_net_hdr and the Ethernet, IPv4 and UDP headers before payload into
