@@ -28,5 +28,6 @@ ip -n "$NS" link set lo up
 ip -n "$NS" link add ifb0 type ifb
 ip -n "$NS" addr add 10.201.0.1/24 dev ifb0
 ip -n "$NS" link set ifb0 up
+ip -n "$NS" neigh add 10.201.0.2 lladdr 02:00:00:00:00:02 dev ifb0 nud permanent # the packet ring's next hop
 ip netns exec "$NS" env SF_FLOOR_DROP=10.201.0.2 bin/webrtcserver.test -test.run '^$' \
   -test.bench BenchmarkSendBatchKernelFloor -test.benchtime "$BENCHTIME" -test.count 2

@@ -189,7 +189,7 @@ func newPacketBatch(t *testing.T, listen string) (*sendBatch, *Stats, netip.Addr
 }
 
 // waitPath waits until pkt has a path to dst.
-func waitPath(t *testing.T, pkt *packetSender, dst netip.Addr) {
+func waitPath(t testing.TB, pkt *packetSender, dst netip.Addr) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		if e := pkt.paths.lookup(dst); e != nil {

@@ -2,7 +2,6 @@ package webrtcserver
 
 import (
 	"bytes"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -202,7 +201,7 @@ func BenchmarkSendBatchKernelFloor(b *testing.B) {
 
 // benchDropFloor sends datagrams through a sendBatch to 200 ports of dst, a round every 10 ms,
 // and reports the sending thread's CPU per datagram; with ring, through the packet path, its path
-// to dst known from the start (the device that routes it, any next-hop MAC: the device drops all).
+// to dst resolved first (scripts/bench-floor.sh gives dst a permanent neighbour entry).
 func benchDropFloor(b *testing.B, dst string, size int, ring bool) {
 	addr, err := netip.ParseAddr(dst)
 	if err != nil {
@@ -210,16 +209,13 @@ func benchDropFloor(b *testing.B, dst string, size int, ring bool) {
 	}
 	batch, stats := newTestBatch(b, ":0")
 	if ring {
-		p, err := resolveNetPathVia(addr)
+		pkt, err := newPacketSender(netip.AddrPortFrom(netip.IPv4Unspecified(), 9), slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
 		}
-		batch.pkt = &packetSender{srcPort: 9, paths: newPathCache(func(netip.Addr) (netPath, error) { return p, nil }), log: slog.New(slog.DiscardHandler)}
-		b.Cleanup(batch.pkt.close)
-		batch.rings, batch.paths, batch.byRing = map[int]*packetRing{}, map[netip.Addr]*pathEntry{}, make([]bool, sendBatchSize)
-		for batch.pkt.paths.lookup(addr) == nil {
-			time.Sleep(time.Millisecond)
-		}
+		b.Cleanup(pkt.close)
+		batch.pkt, batch.rings, batch.paths, batch.byRing = pkt, map[int]*packetRing{}, map[netip.Addr]*pathEntry{}, make([]bool, sendBatchSize)
+		waitPath(b, pkt, addr)
 	}
 	dests := make([]netip.AddrPort, 200)
 	for i := range dests {
@@ -232,32 +228,6 @@ func benchDropFloor(b *testing.B, dst string, size int, ring bool) {
 	if ring && stats.PacketRingDatagrams.Load() < uint64(b.N) {
 		b.Errorf("%d of %d datagrams by the ring", stats.PacketRingDatagrams.Load(), b.N)
 	}
-}
-
-// resolveNetPathVia is the path to dst on the device its route names, with a made-up next-hop
-// MAC (for a device without neighbours, as the floor's dropping one).
-func resolveNetPathVia(dst netip.Addr) (netPath, error) {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
-	if err != nil {
-		return netPath{}, err
-	}
-	defer c.Close()
-	src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return netPath{}, err
-	}
-	for _, ifc := range ifs {
-		addrs, _ := ifc.Addrs()
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(src.AsSlice()) {
-				p := netPath{ifindex: ifc.Index, mtu: ifc.MTU, src: src.As4()}
-				copy(p.eth[:], []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0})
-				return p, nil
-			}
-		}
-	}
-	return netPath{}, fmt.Errorf("no device has %s", src)
 }
 
 // benchKernelFloor is one case of BenchmarkSendBatchKernelFloor; connected sends each datagram
