@@ -48,6 +48,7 @@ const (
 	ipv4HdrLen    = 20
 	udpHdrLen     = 8
 	frameHdrs     = ethHdrLen + ipv4HdrLen + udpHdrLen
+	msgHdrLen     = vnetHdrLen + frameHdrs // what precedes a datagram's payload, in a frame or a message
 	// pathTTL is how long a resolved path is used before it is resolved again (in the background,
 	// the old one still used meanwhile), pathRetry how soon a destination without one is tried
 	// again; pathForget drops paths nobody asked for in that long.
@@ -395,23 +396,34 @@ func (r *packetRing) waiting() bool {
 	return atomic.LoadUint32(r.status((r.next+r.frames-1)%r.frames)) == unix.TP_STATUS_SEND_REQUEST
 }
 
-// buildFrame writes a virtio_net_hdr and the Ethernet, IPv4 and UDP headers before payload into
-// f and returns the frame's length. The UDP checksum field holds the pseudo-header's sum for the
-// device to complete (VIRTIO_NET_HDR_F_NEEDS_CSUM); hdr_len covers the whole frame so the kernel
-// copies it all.
+// buildFrame writes a datagram of payload, after its virtio_net_hdr and Ethernet, IPv4 and UDP
+// headers (putHeaders), into f and returns the frame's length. hdr_len covers the whole frame so
+// the kernel copies it all.
 func buildFrame(f []byte, p *netPath, srcPort uint16, dst netip.AddrPort, payload []byte) int {
-	pkt := f[vnetHdrLen:]
-	total := frameHdrs + len(payload)
+	putHeaders(f, p, srcPort, dst, len(payload), 0, frameHdrs+len(payload))
+	return msgHdrLen + copy(f[msgHdrLen:], payload)
+}
+
+// putHeaders writes into h (msgHdrLen bytes) a virtio_net_hdr and the Ethernet, IPv4 and UDP
+// headers of a datagram of payload bytes or, with gsoSize, of a run of datagrams of gsoSize bytes
+// each (the last may be shorter) for the kernel to cut (VIRTIO_NET_HDR_GSO_UDP_L4). The UDP
+// checksum field holds the pseudo-header's sum for the device, or the segmentation, to complete
+// (VIRTIO_NET_HDR_F_NEEDS_CSUM); hdrLen is what the kernel is to copy into the skb's head.
+func putHeaders(h []byte, p *netPath, srcPort uint16, dst netip.AddrPort, payload, gsoSize, hdrLen int) {
 	ne := binary.NativeEndian
-	f[0], f[1] = unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, unix.VIRTIO_NET_HDR_GSO_NONE
-	ne.PutUint16(f[2:], uint16(total))        // hdr_len
-	ne.PutUint16(f[4:], 0)                    // gso_size
-	ne.PutUint16(f[6:], ethHdrLen+ipv4HdrLen) // csum_start
-	ne.PutUint16(f[8:], 6)                    // csum_offset: the UDP checksum
+	h[0], h[1] = unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, unix.VIRTIO_NET_HDR_GSO_NONE
+	if gsoSize > 0 {
+		h[1] = unix.VIRTIO_NET_HDR_GSO_UDP_L4 // Linux 6.2
+	}
+	ne.PutUint16(h[2:], uint16(hdrLen))       // hdr_len
+	ne.PutUint16(h[4:], uint16(gsoSize))      // gso_size
+	ne.PutUint16(h[6:], ethHdrLen+ipv4HdrLen) // csum_start
+	ne.PutUint16(h[8:], 6)                    // csum_offset: the UDP checksum
+	pkt := h[vnetHdrLen:msgHdrLen]
 	copy(pkt, p.eth[:])
 	ip := pkt[ethHdrLen : ethHdrLen+ipv4HdrLen]
 	be := binary.BigEndian
-	udpLen := udpHdrLen + len(payload)
+	udpLen := udpHdrLen + payload
 	ip[0], ip[1] = 0x45, 0
 	be.PutUint16(ip[2:], uint16(ipv4HdrLen+udpLen))
 	be.PutUint32(ip[4:], 0x00004000) // id 0, don't fragment (as the UDP socket sends, path MTU discovery on)
@@ -427,8 +439,6 @@ func buildFrame(f []byte, p *netPath, srcPort uint16, dst netip.AddrPort, payloa
 	be.PutUint16(u[4:], uint16(udpLen))
 	pseudo := sum16(ip[12:20]) + unix.IPPROTO_UDP + uint32(udpLen)
 	be.PutUint16(u[6:], foldSum(pseudo))
-	copy(pkt[frameHdrs:], payload)
-	return vnetHdrLen + total
 }
 
 // sum16 adds b as big-endian 16-bit words (len(b) even).
@@ -447,3 +457,121 @@ func foldSum(s uint32) uint16 {
 	}
 	return uint16(s)
 }
+
+// packetMessages are a flush's runs of datagrams to one viewer, each sent as one message through
+// a packet socket without a ring: the message's iovecs are its headers (a virtio_net_hdr asking
+// for UDP segmentation, VIRTIO_NET_HDR_GSO_UDP_L4) and the batch's datagrams as they are, which
+// the kernel copies once; the kernel (or a device with UDP segmentation offload) cuts the message
+// into the datagrams after one pass through the device's queue. A ring's frames have one size,
+// too small for a run. Only the group's goroutine uses it.
+type packetMessages struct {
+	fd    int  // the socket, -1 until opened
+	off   bool // no messages: the socket could not be opened, or the kernel refused GSO
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	heads []byte // msgHdrLen per message
+	sa    []unix.RawSockaddrLinklayer
+	first []int // each message's first datagram in the batch
+	count []int // and how many it carries
+	m     int   // messages
+	io    int   // iovecs used
+	sent  int   // messages the kernel took (send)
+}
+
+func newPacketMessages() packetMessages {
+	return packetMessages{
+		fd: -1, hdrs: make([]unix.Mmsghdr, sendBatchSize), iovs: make([]unix.Iovec, 2*sendBatchSize),
+		heads: make([]byte, sendBatchSize*msgHdrLen), sa: make([]unix.RawSockaddrLinklayer, sendBatchSize),
+		first: make([]int, sendBatchSize), count: make([]int, sendBatchSize),
+	}
+}
+
+func (pm *packetMessages) close() {
+	if pm.hdrs != nil && pm.fd >= 0 { // the zero value (no packet path) holds no socket
+		_ = unix.Close(pm.fd)
+		pm.fd = -1
+	}
+}
+
+func (pm *packetMessages) reset() { pm.m, pm.io, pm.sent = 0, 0, 0 }
+
+// ready opens the socket on first use and tells whether messages may be sent.
+func (pm *packetMessages) ready(pkt *packetSender) bool {
+	if pm.fd >= 0 || pm.off {
+		return !pm.off
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // receives nothing
+	if err == nil {
+		if err = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			_ = unix.Close(fd)
+		}
+	}
+	if err != nil {
+		pm.off = true
+		pkt.log.Warn("packet send: runs of datagrams by the UDP socket", "error", err)
+		return false
+	}
+	pm.fd = fd
+	return true
+}
+
+// add queues a message of the datagrams segs (the batch's iovecs, first at index first) from the
+// path's source and srcPort to dst: one datagram alone, or a run for the kernel to cut, all of the
+// first's size but the last.
+func (pm *packetMessages) add(p *netPath, srcPort uint16, dst netip.AddrPort, segs []unix.Iovec, first int) {
+	k := pm.m
+	payload, gso := 0, 0
+	for _, v := range segs {
+		payload += int(v.Len)
+	}
+	if len(segs) > 1 {
+		gso = int(segs[0].Len)
+	}
+	head := pm.heads[k*msgHdrLen : (k+1)*msgHdrLen]
+	putHeaders(head, p, srcPort, dst, payload, gso, frameHdrs)
+	sa := &pm.sa[k]
+	*sa = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(p.ifindex), Halen: 6}
+	copy(sa.Addr[:6], p.eth[0:6])
+	iov := pm.iovs[pm.io : pm.io+1+len(segs)]
+	iov[0].Base = &head[0]
+	iov[0].SetLen(msgHdrLen)
+	copy(iov[1:], segs)
+	h := &pm.hdrs[k].Hdr
+	*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(sa)), Namelen: unix.SizeofSockaddrLinklayer, Iov: &iov[0]}
+	h.SetIovlen(len(iov))
+	pm.first[k], pm.count[k] = first, len(segs)
+	pm.io += len(iov)
+	pm.m++
+}
+
+// send hands the messages to the kernel without waiting, as many as it takes (sent): the socket's
+// send buffer may be full of skbs still queued on the device. A kernel that refuses a GSO message
+// (before Linux 6.2) turns the messages off for the batch.
+func (pm *packetMessages) send(stats *Stats, log *slog.Logger) {
+	for pm.sent < pm.m {
+		n, errno, ok := rawCall(unix.SYS_SENDMMSG, uintptr(pm.fd), uintptr(unsafe.Pointer(&pm.hdrs[pm.sent])), uintptr(pm.m-pm.sent), unix.MSG_DONTWAIT, 0, 0)
+		if !ok {
+			stats.PacketMessagesWaits.Add(1)
+			return
+		}
+		if errno != 0 {
+			if pm.count[pm.sent] > 1 && (errno == unix.EINVAL || errno == unix.EOPNOTSUPP) {
+				pm.off = true
+				stats.GSODisabled.Add(1)
+				log.Warn("packet send: the kernel refuses UDP segmentation on packet sockets; runs of datagrams by the UDP socket", "error", errno)
+			} else {
+				stats.PacketRingErrors.Add(1)
+			}
+			return
+		}
+		for k := pm.sent; k < pm.sent+n; k++ {
+			stats.PacketMessageDatagrams.Add(uint64(pm.count[k]))
+			if pm.count[k] > 1 {
+				stats.PacketGSOMessages.Add(1)
+			}
+		}
+		pm.sent += n
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

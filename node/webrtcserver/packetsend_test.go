@@ -10,12 +10,15 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/vishvananda/netns"
 
 	"github.com/streamfleet/streamfleet/node/hub"
 )
@@ -164,8 +167,7 @@ func TestPacketSendLoopback(t *testing.T) {
 	t.Run("GSO runs elsewhere", func(t *testing.T) { packetSendRuns(t, false) })
 }
 
-// newPacketBatch is a batch with the packet path on a socket of listen's; the path to 127.0.0.1
-// is resolved before it is returned.
+// newPacketBatch is a batch with the packet path on a socket of listen's.
 func newPacketBatch(t *testing.T, listen string) (*sendBatch, *Stats, netip.AddrPort, *packetSender) {
 	t.Helper()
 	pc, err := listenICEUDP(listen)
@@ -205,10 +207,12 @@ func waitPath(t testing.TB, pkt *packetSender, dst netip.Addr) {
 }
 
 // packetSendRuns: on loopback (keepRuns) a run of equal-sized datagrams to one viewer still goes
-// by sendmmsg, as one GSO message, the datagrams around it by the ring; on other devices (here
-// loopback's path with keepRuns cleared) all go by the ring. Each receiver gets its own in order.
+// by sendmmsg, as one GSO message, with what follows it to that viewer, the datagrams before it
+// and to others by the ring; on other devices (here loopback's path with keepRuns cleared) the
+// run goes as one GSO message through the packet socket, with what follows it to that viewer, the
+// rest by the ring. Either way each receiver gets its own in order.
 func packetSendRuns(t *testing.T, keepRuns bool) {
-	b, stats, _, pkt := newPacketBatch(t, "127.0.0.1:0")
+	b, stats, local, pkt := newPacketBatch(t, "127.0.0.1:0")
 	if !keepRuns {
 		pkt.paths.close()
 		pkt.paths = newPathCache(func(dst netip.Addr) (netPath, error) {
@@ -223,26 +227,42 @@ func packetSendRuns(t *testing.T, keepRuns bool) {
 	sizes := []struct {
 		u    *net.UDPConn
 		size int
-	}{{a, 100}, {c, 500}, {c, 500}, {c, 300}, {a, 200}}
+	}{{c, 50}, {a, 100}, {c, 500}, {c, 500}, {c, 300}, {c, 700}, {a, 200}}
 	for i, d := range sizes {
 		p := make([]byte, d.size)
 		p[0] = byte(i)
 		b.add(p, to(d.u))
 	}
 	b.flush()
-	wantRing, wantGSO := uint64(2), uint64(1) // a's; c's run of 3
-	if !keepRuns {
-		wantRing, wantGSO = 5, 0
+	// By the ring: c's first and a's two; then c's run of three and its last (one message each,
+	// through the packet socket or by sendmmsg).
+	type counts struct{ ring, udpGSO, batched, messages, gsoMessages, byMessages uint64 }
+	want := counts{ring: 3, gsoMessages: 1, messages: 2, byMessages: 4}
+	if keepRuns {
+		want = counts{ring: 3, udpGSO: 1, batched: 4}
 	}
-	if ring, gso := stats.PacketRingDatagrams.Load(), stats.GSOMessages.Load(); ring != wantRing || gso != wantGSO {
-		t.Errorf("%d datagrams by the ring, %d GSO messages; want %d and %d", ring, gso, wantRing, wantGSO)
+	got := counts{
+		stats.PacketRingDatagrams.Load(), stats.GSOMessages.Load(), stats.BatchedPackets.Load(),
+		0, stats.PacketGSOMessages.Load(), stats.PacketMessageDatagrams.Load(),
+	}
+	if !keepRuns {
+		got.messages = want.messages // not counted on their own: the datagrams are
+	}
+	if got != want {
+		t.Errorf("sent %+v, want %+v", got, want)
+	}
+	if n := stats.SendErrors.Load() + stats.PacketRingErrors.Load() + stats.PacketMessagesWaits.Load(); n != 0 {
+		t.Errorf("%d send errors or waits", n)
 	}
 	buf := make([]byte, 2000)
 	for i, d := range sizes {
 		_ = d.u.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, _, err := d.u.ReadFromUDPAddrPort(buf)
+		n, from, err := d.u.ReadFromUDPAddrPort(buf)
 		if err != nil || n != d.size || buf[0] != byte(i) {
 			t.Errorf("datagram %d: %d bytes, first byte %d, %v; want %d bytes, %d", i, n, buf[0], err, d.size, i)
+		}
+		if from.Port() != local.Port() {
+			t.Errorf("datagram %d from %s, want port %d", i, from, local.Port())
 		}
 	}
 }
@@ -508,4 +528,156 @@ func TestPathCache(t *testing.T) {
 	if e = resolved(failed); !e.ok || e.at.Sub(failed) > c.ttl/2 || c.gen.Load() != 3 {
 		t.Errorf("after the failure: %+v %v later, generation %d; want a path within the retry interval, generation 3", e, e.at.Sub(failed), c.gen.Load())
 	}
+}
+
+// TestPacketSendVeth: over a veth to a second namespace, with checksums computed by the kernel in
+// software on the way out and verified on the way in (the sending end's checksum offload and the
+// receiving end's off), the datagrams the ring and the packet socket send arrive intact, in order,
+// from the socket's address and port: lone datagrams by the ring, runs to one viewer as GSO
+// messages cut by the kernel, and what follows a run to that viewer as a message after it.
+func TestPacketSendVeth(t *testing.T) {
+	if !inNetns(t, `mount -t tmpfs none /run && ip netns add peer && `+
+		`ip link add sf0 address 02:00:00:00:00:01 type veth peer name sf1 address 02:00:00:00:00:02 netns peer && `+
+		`ip addr add 10.9.0.1/24 dev sf0 && ip link set sf0 up && ethtool -K sf0 tx off >/dev/null && `+
+		`ip neigh add 10.9.0.2 lladdr 02:00:00:00:00:02 dev sf0 nud permanent && `+
+		`ip netns exec peer sh -c 'ip addr add 10.9.0.2/24 dev sf1 && ip link set sf1 up && ethtool -K sf1 rx off >/dev/null'`) {
+		return
+	}
+	b, stats, local, pkt := newPacketBatch(t, "10.9.0.1:0")
+	waitPath(t, pkt, netip.MustParseAddr("10.9.0.2"))
+	const receivers, rounds = 5, 3
+	rs := make([]*net.UDPConn, receivers)
+	inPeer(t, func() {
+		for i := range rs {
+			c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(10, 9, 0, 2)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			_ = c.SetReadBuffer(1 << 20)
+			rs[i] = c
+		}
+	})
+	csum0 := peerUDPCounter(t, "InCsumErrors")
+	// Per receiver and round: a lone datagram, a run of four of 1,200 bytes and a shorter one, one
+	// more after the run; the receivers' datagrams interleaved per round as a group writes them.
+	type datagram struct{ r, size int }
+	var order []datagram
+	for i := range receivers {
+		order = append(order, datagram{i, 100 + i})
+		for range 4 {
+			order = append(order, datagram{i, 1200})
+		}
+		order = append(order, datagram{i, 300}, datagram{i, 80})
+	}
+	seq := make([]int, receivers)
+	payload := func(r, n, size int) []byte {
+		p := make([]byte, size)
+		for k := range p {
+			p[k] = byte(r*31 + n*7 + k)
+		}
+		return p
+	}
+	for range rounds {
+		for _, d := range order {
+			b.add(payload(d.r, seq[d.r], d.size), rs[d.r].LocalAddr().(*net.UDPAddr).AddrPort())
+			seq[d.r]++
+		}
+		b.flush()
+	}
+	if stats.PacketRingDatagrams.Load() == 0 || stats.PacketGSOMessages.Load() == 0 || stats.PacketMessageDatagrams.Load() == 0 {
+		t.Errorf("%d datagrams by the ring, %d by messages (%d GSO); want some of each",
+			stats.PacketRingDatagrams.Load(), stats.PacketMessageDatagrams.Load(), stats.PacketGSOMessages.Load())
+	}
+	if got, want := stats.PacketRingDatagrams.Load()+stats.PacketMessageDatagrams.Load(), uint64(rounds*len(order)); got != want {
+		t.Errorf("%d datagrams by the packet path, want all %d (%d by sendmmsg)", got, want, stats.BatchedPackets.Load())
+	}
+	if n := stats.SendErrors.Load() + stats.PacketRingErrors.Load() + stats.PacketMessagesWaits.Load() + stats.GSODisabled.Load(); n != 0 {
+		t.Errorf("%d send errors, waits or refusals", n)
+	}
+	buf := make([]byte, 2000)
+	for r, c := range rs {
+		n := 0
+		for range rounds {
+			for _, d := range order {
+				if d.r != r {
+					continue
+				}
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				got, from, err := c.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					t.Fatalf("receiver %d, datagram %d: %v (checksum errors: %d)", r, n, err, peerUDPCounter(t, "InCsumErrors")-csum0)
+				}
+				if !bytes.Equal(buf[:got], payload(r, n, d.size)) {
+					t.Fatalf("receiver %d, datagram %d: %d bytes, not the %d sent (lost or out of order; checksum errors: %d)",
+						r, n, got, d.size, peerUDPCounter(t, "InCsumErrors")-csum0)
+				}
+				if from != local {
+					t.Errorf("receiver %d, datagram %d: from %s, want the socket's %s", r, n, from, local)
+				}
+				n++
+			}
+		}
+	}
+	if n := peerUDPCounter(t, "InCsumErrors") - csum0; n != 0 {
+		t.Errorf("%d datagrams with bad checksums", n)
+	}
+}
+
+// inPeer runs f on a thread in network namespace "peer" (sockets made there stay there).
+func inPeer(t *testing.T, f func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	peer, err := netns.GetFromName("peer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if err := netns.Set(peer); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			panic(err) // the locked thread would go back to the pool in the wrong namespace
+		}
+	}()
+	f()
+}
+
+// peerUDPCounter reads one of the UDP counters of /proc/net/snmp in namespace "peer".
+func peerUDPCounter(t *testing.T, name string) uint64 {
+	t.Helper()
+	var v uint64
+	inPeer(t, func() {
+		b, err := os.ReadFile("/proc/thread-self/net/snmp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) == 0 || fields[0] != "Udp:" {
+				continue
+			}
+			if names == nil {
+				names = fields
+				continue
+			}
+			for i, f := range fields {
+				if i < len(names) && names[i] == name {
+					v, err = strconv.ParseUint(f, 10, 64)
+				}
+			}
+		}
+		if err != nil || names == nil {
+			t.Fatalf("no Udp %s in /proc/net/snmp: %v", name, err)
+		}
+	})
+	return v
 }

@@ -209,7 +209,10 @@ type sendBatch struct {
 	paths   map[netip.Addr]*pathEntry
 	pathGen uint64
 	pathsAt time.Time
-	byRing  []bool
+	via     []uint8 // per datagram: viaSocket, viaRing or viaMessage
+	// Runs of datagrams to one viewer go as one GSO message each through the group's packet
+	// socket without a ring (runs.fd), which the kernel, or the device, cuts into datagrams.
+	runs packetMessages
 	// retry fires while a ring holds frames the kernel did not take (retryC), for retryRings.
 	retry      *time.Timer
 	retryArmed bool
@@ -262,7 +265,7 @@ func newSendBatch(conn net.PacketConn, stats *Stats, pkt *packetSender) (*sendBa
 		arrivals: make([]int64, sendBatchSize),
 	}
 	if pkt != nil {
-		b.pkt, b.rings, b.paths, b.byRing = pkt, map[int]*packetRing{}, map[netip.Addr]*pathEntry{}, make([]bool, sendBatchSize)
+		b.usePacketPath(pkt)
 	}
 	b.write = b.sendmmsg
 	for i := range b.hdrs {
@@ -272,6 +275,12 @@ func newSendBatch(conn net.PacketConn, stats *Stats, pkt *packetSender) (*sendBa
 		b.hdrs[i].Hdr.Iovlen = 1
 	}
 	return b, nil
+}
+
+// usePacketPath makes the batch send what it can through the packet path (Config.PacketSend).
+func (b *sendBatch) usePacketPath(pkt *packetSender) {
+	b.pkt, b.rings, b.paths, b.via = pkt, map[int]*packetRing{}, map[netip.Addr]*pathEntry{}, make([]uint8, sendBatchSize)
+	b.runs = newPacketMessages()
 }
 
 // dupSocket opens another descriptor of the socket, outside Go's poller. Go serializes the
@@ -307,6 +316,7 @@ func (b *sendBatch) close() {
 			}
 		}
 		clear(b.rings)
+		b.runs.close()
 		if b.retry != nil {
 			b.retry.Stop()
 			b.retryArmed = false
@@ -457,55 +467,93 @@ func (b *sendBatch) sendmmsg(fd uintptr) bool {
 	return ok
 }
 
-// sendByRing sends the datagrams that have a packet path through the group's rings (one sendto
-// per device), and leaves the others, in order, at the front of the batch for sendmmsg: those
-// without a path, and on loopback (netPath.keepRuns) the runs to one viewer that sendmmsg sends
-// as one GSO message.
+// How a datagram of a flush leaves with the packet path.
+const (
+	viaSocket  = iota // sendmmsg on the UDP socket
+	viaRing           // a frame of the group's ring on the device
+	viaMessage        // a message on the group's packet socket (b.runs)
+)
+
+// sendByRing sends the datagrams that have a packet path: each run of datagrams to one viewer as
+// one GSO message through the group's packet socket (and what follows it to that viewer, so
+// each viewer's datagrams stay in order: the rings are handed over first), the others through the
+// group's rings (one sendto per device). It leaves the rest, in order, at the front of the batch
+// for sendmmsg: those without a path, those a full ring or socket did not take, and on loopback
+// (netPath.keepRuns) the runs that sendmmsg sends as one GSO message.
 func (b *sendBatch) sendByRing() {
 	if g := b.pkt.paths.gen.Load(); g != b.pathGen || time.Since(b.pathsAt) > time.Second {
 		clear(b.paths)
 		b.pathGen, b.pathsAt = g, time.Now()
 	}
 	sent := 0
+	b.runs.reset()
+	// The rings are handed over first, then the messages, then the UDP socket's sendmmsg: once a
+	// viewer's datagram goes a later way, so do the rest of its flush, to keep them in order.
+	var later netip.AddrPort
+	laterVia := uint8(viaSocket)
 	for i := 0; i < b.n; i++ {
-		b.byRing[i] = false
-		a := b.dest[i].Addr()
-		e, seen := b.paths[a]
+		b.via[i] = viaSocket
+		d := b.dest[i]
+		e, seen := b.paths[d.Addr()]
 		if !seen {
-			e = b.pkt.paths.lookup(a)
-			b.paths[a] = e
+			e = b.pkt.paths.lookup(d.Addr())
+			b.paths[d.Addr()] = e
 		}
 		size := b.iovs[i].Len
-		if e == nil || !e.ok || int(size)+ipv4HdrLen+udpHdrLen > e.path.mtu {
+		if e == nil || !e.ok {
+			continue // no path: nor for the rest to this viewer
+		}
+		if int(size)+ipv4HdrLen+udpHdrLen > e.path.mtu || (d == later && laterVia == viaSocket) {
+			later, laterVia = d, viaSocket
 			continue
 		}
-		if j := b.runEnd(i); j-i > 1 && e.path.keepRuns {
-			for i < j-1 {
-				i++
-				b.byRing[i] = false
+		j := b.runEnd(i)
+		if j-i > 1 && e.path.keepRuns {
+			later, laterVia = d, viaSocket
+			i = j - 1
+			continue
+		}
+		if (j-i > 1 || d == later) && b.runs.ready(b.pkt) {
+			b.runs.add(&e.path, b.pkt.srcPort, d, b.iovs[i:j], i)
+			for ; i < j; i++ {
+				b.via[i] = viaMessage
 			}
+			i--
+			later, laterVia = d, viaMessage
 			continue
 		}
 		r := b.ring(e.path.ifindex)
 		if r == nil {
+			later, laterVia = d, viaSocket
 			continue
 		}
-		if !r.add(&e.path, b.pkt.srcPort, b.dest[i], b.bufs[i][:size]) {
+		if !r.add(&e.path, b.pkt.srcPort, d, b.bufs[i][:size]) {
 			b.stats.PacketRingFull.Add(1)
+			later, laterVia = d, viaSocket
 			continue
 		}
-		b.byRing[i] = true
+		b.via[i] = viaRing
 		sent++
 	}
-	if sent == 0 {
+	if sent == 0 && b.runs.m == 0 {
 		return
 	}
-	b.kickRings()
-	b.stats.PacketRingDatagrams.Add(uint64(sent))
+	if sent > 0 {
+		b.kickRings()
+		b.stats.PacketRingDatagrams.Add(uint64(sent))
+	}
+	if b.runs.m > 0 {
+		b.runs.send(b.stats, b.pkt.log)
+		for k := b.runs.sent; k < b.runs.m; k++ { // not taken: by the UDP socket, still in order
+			for i := b.runs.first[k]; i < b.runs.first[k]+b.runs.count[k]; i++ {
+				b.via[i] = viaSocket
+			}
+		}
+	}
 	now := time.Now().UnixNano()
 	w := 0
 	for i := range b.n {
-		if b.byRing[i] {
+		if b.via[i] != viaSocket {
 			if at := b.arrivals[i]; at != 0 {
 				b.stats.FanoutDelay.observe(now - at)
 			}

@@ -214,7 +214,7 @@ func benchDropFloor(b *testing.B, dst string, size int, ring bool) {
 			b.Fatal(err)
 		}
 		b.Cleanup(pkt.close)
-		batch.pkt, batch.rings, batch.paths, batch.byRing = pkt, map[int]*packetRing{}, map[netip.Addr]*pathEntry{}, make([]bool, sendBatchSize)
+		batch.usePacketPath(pkt)
 		waitPath(b, pkt, addr)
 	}
 	dests := make([]netip.AddrPort, 200)
@@ -321,19 +321,19 @@ const netnsEnv = "STREAMFLEET_TEST_NETNS"
 
 // inNetns runs the (top-level) test again in a network namespace of its own, made with a user
 // namespace so that no root is needed and the test is root inside, after the shell commands
-// setup. It tells the caller whether it is that run and should go on; in the outer run it has
+// setup (in a mount namespace of its own too, so setup may mount a tmpfs on /run for ip netns). It tells the caller whether it is that run and should go on; in the outer run it has
 // already failed the test unless the inner one passed.
 func inNetns(t *testing.T, setup string) bool {
 	t.Helper()
 	if os.Getenv(netnsEnv) == t.Name() {
 		return true
 	}
-	cmd := exec.Command("unshare", "--user", "--map-root-user", "--net", "--", "sh", "-c", setup+` && exec "$@"`, "sh",
+	cmd := exec.Command("unshare", "--user", "--map-root-user", "--net", "--mount", "--", "sh", "-c", setup+` && exec "$@"`, "sh",
 		os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), netnsEnv+"="+t.Name())
 	out, err := cmd.CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
-		t.Fatalf("in a network namespace of its own (needs unshare and ip/tc: util-linux, iproute2): %v\n%s", err, out)
+		t.Fatalf("in a network namespace of its own (needs unshare, ip/tc and ethtool: util-linux, iproute2, ethtool): %v\n%s", err, out)
 	}
 	t.Logf("in its namespace:\n%s", out)
 	return false

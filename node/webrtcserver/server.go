@@ -87,6 +87,13 @@ type Stats struct {
 	PacketRingFull      atomic.Uint64
 	PacketRingErrors    atomic.Uint64
 	PacketRingWaits     atomic.Uint64
+	// PacketMessageDatagrams counts datagrams sent in messages through the packet path's sockets
+	// without a ring, PacketGSOMessages those messages that carried a run for the kernel to cut;
+	// PacketMessagesWaits the flushes whose messages found the socket's send buffer full and went
+	// on by the UDP socket.
+	PacketMessageDatagrams atomic.Uint64
+	PacketGSOMessages      atomic.Uint64
+	PacketMessagesWaits    atomic.Uint64
 	// OwnSRTPViewers counts viewers whose RTP the node encrypted itself after the first packet
 	// matched pion's; OwnSRTPFallbacks those left to pion because it did not.
 	OwnSRTPViewers   atomic.Uint64
