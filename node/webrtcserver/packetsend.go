@@ -31,7 +31,9 @@ import (
 // routing and neighbour tables over netlink, in the background, and refreshed every few seconds;
 // a datagram with no path yet (a new viewer, IPv6, a device that is neither Ethernet nor
 // loopback, no neighbour entry) goes by sendmmsg as before, and so does what finds the ring full
-// and, on loopback, a run that sendmmsg sends as one GSO message (netPath.keepRuns). Frames the kernel does not take at once (the
+// and, on loopback, a run that sendmmsg sends as one GSO message (netPath.keepRuns). Elsewhere such
+// a run goes as one message through a packet socket without a ring (packetMessages), whose
+// virtio_net_hdr asks for UDP segmentation. Frames the kernel does not take at once (the
 // socket's send buffer is held by frames queued on the device) are handed over again by the
 // group a millisecond later (sendBatch.retryC).
 // The UDP checksum is left to the device (a virtio_net_hdr asks for it, as for a tap), and the
