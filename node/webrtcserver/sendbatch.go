@@ -509,8 +509,11 @@ func (b *sendBatch) sendByRing() {
 		}
 		j := b.runEnd(i)
 		if j-i > 1 && e.path.keepRuns {
+			for i < j-1 {
+				i++
+				b.via[i] = viaSocket
+			}
 			later, laterVia = d, viaSocket
-			i = j - 1
 			continue
 		}
 		if (j-i > 1 || d == later) && b.runs.ready(b.pkt) {
