@@ -30,10 +30,10 @@ import (
 // path per destination — device, source address, next hop's MAC — resolved from the kernel's
 // routing and neighbour tables over netlink, in the background, and refreshed every few seconds;
 // a datagram with no path yet (a new viewer, IPv6, a device that is neither Ethernet nor
-// loopback, no neighbour entry) goes by sendmmsg as before, and so does what finds the ring full
-// and, on loopback, a run that sendmmsg sends as one GSO message (netPath.keepRuns). Elsewhere such
-// a run goes as one message through a packet socket without a ring (packetMessages), whose
-// virtio_net_hdr asks for UDP segmentation. Frames the kernel does not take at once (the
+// loopback, no neighbour entry) goes by sendmmsg as before, and so does what finds the ring full.
+// A run of datagrams to one viewer (a frame's packets) goes instead as one message through a
+// packet socket without a ring (packetMessages), whose virtio_net_hdr asks for UDP segmentation.
+// Frames the kernel does not take at once (the
 // socket's send buffer is held by frames queued on the device) are handed over again by the
 // group a millisecond later (sendBatch.retryC).
 // The UDP checksum is left to the device (a virtio_net_hdr asks for it, as for a tap), and the
@@ -70,12 +70,6 @@ type netPath struct {
 	mtu     int
 	eth     [ethHdrLen]byte
 	src     [4]byte
-	// keepRuns leaves runs of datagrams to one viewer to sendmmsg's UDP GSO: loopback hands a GSO
-	// message to the receiving socket whole, and the sender pays that receive path, so one GSO
-	// message costs less than its datagrams do through the ring. A NIC without UDP segmentation
-	// offload (most) has the kernel cut the message before the driver, and there the ring
-	// measured as cheap or cheaper (docs/BENCHMARKS.md).
-	keepRuns bool
 }
 
 // pathEntry is a resolved path (ok) or the reason there is none, as of at.
@@ -244,7 +238,6 @@ func resolveNetPath(dst, bound netip.Addr) (netPath, error) {
 	binary.BigEndian.PutUint16(p.eth[12:], unix.ETH_P_IP)
 	switch attrs.EncapType {
 	case "loopback":
-		p.keepRuns = true
 		// A datagram put on loopback this way arrives without the route its sender's stack
 		// attaches, and the kernel's input route drops a local (or 127/8) source unless the
 		// interface accepts it.

@@ -132,7 +132,7 @@ func TestResolveNetPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := resolveNetPath(netip.MustParseAddr("127.0.0.1"), any4)
-	if err != nil || got.ifindex != lo.Index || got.eth != [ethHdrLen]byte{12: 8} || got.src != [4]byte{127, 0, 0, 1} || !got.keepRuns {
+	if err != nil || got.ifindex != lo.Index || got.eth != [ethHdrLen]byte{12: 8} || got.src != [4]byte{127, 0, 0, 1} {
 		t.Errorf("127.0.0.1 with accept_local and route_localnet: %+v, %v", got, err)
 	}
 }
@@ -163,8 +163,8 @@ func TestPacketSendLoopback(t *testing.T) {
 	}{{"ipv4", "127.0.0.1:0", 256}, {"dual-stack", "[::]:0", 256}, {"small ring", "127.0.0.1:0", 8}} {
 		t.Run(c.name, func(t *testing.T) { packetSendRounds(t, c.listen, c.frames) })
 	}
-	t.Run("GSO runs on loopback", func(t *testing.T) { packetSendRuns(t, true) })
-	t.Run("GSO runs elsewhere", func(t *testing.T) { packetSendRuns(t, false) })
+	t.Run("runs as GSO messages", func(t *testing.T) { packetSendRuns(t, false) })
+	t.Run("runs without messages", func(t *testing.T) { packetSendRuns(t, true) })
 }
 
 // newPacketBatch is a batch with the packet path on a socket of listen's.
@@ -206,21 +206,13 @@ func waitPath(t testing.TB, pkt *packetSender, dst netip.Addr) {
 	}
 }
 
-// packetSendRuns: on loopback (keepRuns) a run of equal-sized datagrams to one viewer still goes
-// by sendmmsg, as one GSO message, with what follows it to that viewer, the datagrams before it
-// and to others by the ring; on other devices (here loopback's path with keepRuns cleared) the
-// run goes as one GSO message through the packet socket, with what follows it to that viewer, the
-// rest by the ring. Either way each receiver gets its own in order.
-func packetSendRuns(t *testing.T, keepRuns bool) {
+// packetSendRuns: a run of equal-sized datagrams to one viewer goes as one GSO message through
+// the packet socket, with what follows it to that viewer, the datagrams before it and to others
+// by the ring; with the messages off (a kernel that refuses them) all go by the ring. Either way
+// each receiver gets its own in order, from the socket's port.
+func packetSendRuns(t *testing.T, messagesOff bool) {
 	b, stats, local, pkt := newPacketBatch(t, "127.0.0.1:0")
-	if !keepRuns {
-		pkt.paths.close()
-		pkt.paths = newPathCache(func(dst netip.Addr) (netPath, error) {
-			p, err := resolveNetPath(dst, netip.IPv4Unspecified())
-			p.keepRuns = false
-			return p, err
-		})
-	}
+	b.runs.off = messagesOff
 	waitPath(t, pkt, netip.MustParseAddr("127.0.0.1"))
 	a, c := listenUDP(t), listenUDP(t)
 	to := func(u *net.UDPConn) netip.AddrPort { return u.LocalAddr().(*net.UDPAddr).AddrPort() }
@@ -237,7 +229,7 @@ func packetSendRuns(t *testing.T, keepRuns bool) {
 			t.Fatalf("lone datagram %d: %d bytes, %v", i, n, err)
 		}
 	}
-	stats.PacketRingDatagrams.Add(^uint64(7 - 1)) // the counts below are the next flush's
+	ring0 := stats.PacketRingDatagrams.Load() // the counts below are the next flush's
 	sizes := []struct {
 		u    *net.UDPConn
 		size int
@@ -248,20 +240,13 @@ func packetSendRuns(t *testing.T, keepRuns bool) {
 		b.add(p, to(d.u))
 	}
 	b.flush()
-	// By the ring: c's first and a's two; then c's run of three and its last (one message each,
-	// through the packet socket or by sendmmsg).
-	type counts struct{ ring, udpGSO, batched, messages, gsoMessages, byMessages uint64 }
-	want := counts{ring: 3, gsoMessages: 1, messages: 2, byMessages: 4}
-	if keepRuns {
-		want = counts{ring: 3, udpGSO: 1, batched: 4}
+	// By the ring: c's first and a's two; then c's run of three and its last, a message each.
+	type counts struct{ ring, batched, gsoMessages, byMessages uint64 }
+	want := counts{ring: 3, gsoMessages: 1, byMessages: 4}
+	if messagesOff {
+		want = counts{ring: 7}
 	}
-	got := counts{
-		stats.PacketRingDatagrams.Load(), stats.GSOMessages.Load(), stats.BatchedPackets.Load(),
-		0, stats.PacketGSOMessages.Load(), stats.PacketMessageDatagrams.Load(),
-	}
-	if !keepRuns {
-		got.messages = want.messages // not counted on their own: the datagrams are
-	}
+	got := counts{stats.PacketRingDatagrams.Load() - ring0, stats.BatchedPackets.Load(), stats.PacketGSOMessages.Load(), stats.PacketMessageDatagrams.Load()}
 	if got != want {
 		t.Errorf("sent %+v, want %+v", got, want)
 	}
@@ -385,14 +370,16 @@ func TestPacketSendFanOut(t *testing.T) {
 		}
 		v.mu.Unlock()
 	}
-	// Most went through the rings; the rest by sendmmsg: each viewer's first packet (written by
-	// pion too, to be compared) and, on loopback, a video and an audio packet to one viewer in one
-	// round, which make a GSO run (netPath.keepRuns).
-	byRing, batched := int(s.stats.PacketRingDatagrams.Load()), int(s.stats.BatchedPackets.Load())
-	if byRing < received/2 || byRing+batched+2*viewers < received {
-		t.Errorf("of the %d datagrams received %d went by the rings and %d by sendmmsg; want most by the rings, all by one of them", received, byRing, batched)
+	// Nearly all went by the packet path, lone datagrams through the rings and runs to one viewer
+	// (a video and an audio packet in one round) as messages; the rest by sendmmsg, and each
+	// viewer's first packet by pion, to be compared.
+	byRing, byMessage := int(s.stats.PacketRingDatagrams.Load()), int(s.stats.PacketMessageDatagrams.Load())
+	batched := int(s.stats.BatchedPackets.Load())
+	if byRing < received/2 || byRing+byMessage < received-2*viewers || byRing+byMessage+batched+viewers < received {
+		t.Errorf("of the %d datagrams received %d went by the rings, %d in messages and %d by sendmmsg; want nearly all by the packet path, all by one of them",
+			received, byRing, byMessage, batched)
 	}
-	t.Logf("%d datagrams by the rings, %d by sendmmsg (%d GSO messages)", byRing, batched, s.stats.GSOMessages.Load())
+	t.Logf("%d datagrams by the rings, %d in messages (%d GSO), %d by sendmmsg", byRing, byMessage, s.stats.PacketGSOMessages.Load(), batched)
 	if n := s.stats.SendErrors.Load() + s.stats.PacketRingErrors.Load() + s.stats.PacketRingFull.Load(); n != 0 {
 		t.Errorf("%d send errors or full rings", n)
 	}

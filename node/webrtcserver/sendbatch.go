@@ -478,8 +478,8 @@ const (
 // one GSO message through the group's packet socket (and what follows it to that viewer, so
 // each viewer's datagrams stay in order: the rings are handed over first), the others through the
 // group's rings (one sendto per device). It leaves the rest, in order, at the front of the batch
-// for sendmmsg: those without a path, those a full ring or socket did not take, and on loopback
-// (netPath.keepRuns) the runs that sendmmsg sends as one GSO message.
+// for sendmmsg: those without a path and those a full ring or socket did not take (with what
+// follows them to their viewer). Without messages (a kernel before 6.2) runs go by the ring.
 func (b *sendBatch) sendByRing() {
 	if g := b.pkt.paths.gen.Load(); g != b.pathGen || time.Since(b.pathsAt) > time.Second {
 		clear(b.paths)
@@ -508,14 +508,6 @@ func (b *sendBatch) sendByRing() {
 			continue
 		}
 		j := b.runEnd(i)
-		if j-i > 1 && e.path.keepRuns {
-			for i < j-1 {
-				i++
-				b.via[i] = viaSocket
-			}
-			later, laterVia = d, viaSocket
-			continue
-		}
 		if (j-i > 1 || d == later) && b.runs.ready(b.pkt) {
 			b.runs.add(&e.path, b.pkt.srcPort, d, b.iovs[i:j], i)
 			for ; i < j; i++ {
