@@ -59,6 +59,10 @@ const (
 	pathForget = 6 * pathTTL
 )
 
+// vnetGSOType is a run's virtio_net_hdr gso_type: VIRTIO_NET_HDR_GSO_UDP_L4 (Linux 6.2). A
+// variable for tests, which make the kernel refuse it.
+var vnetGSOType uint8 = unix.VIRTIO_NET_HDR_GSO_UDP_L4
+
 // ringFrames is the number of frames of a group's ring on each device (512 KiB): four rounds of
 // 64 viewers. A variable for tests.
 var ringFrames = 256
@@ -86,7 +90,7 @@ type packetSender struct {
 	srcPort uint16
 	paths   *pathCache
 	log     *slog.Logger
-	warned  sync.Map // ifindex → struct{}: ring failures logged once
+	warned  sync.Map // ifindex (ring failures) or a string → struct{}: logged once
 }
 
 // newPacketSender checks that AF_PACKET sockets may be opened (CAP_NET_RAW) and starts the path
@@ -116,6 +120,13 @@ func newPacketSender(local netip.AddrPort, log *slog.Logger) (*packetSender, err
 		}),
 		log: log,
 	}, nil
+}
+
+// warnOnce logs msg the first time key is given, for the whole server.
+func (p *packetSender) warnOnce(key any, msg string, args ...any) {
+	if _, logged := p.warned.LoadOrStore(key, struct{}{}); !logged {
+		p.log.Warn(msg, args...)
+	}
 }
 
 func (p *packetSender) close() {
@@ -408,7 +419,7 @@ func putHeaders(h []byte, p *netPath, srcPort uint16, dst netip.AddrPort, payloa
 	ne := binary.NativeEndian
 	h[0], h[1] = unix.VIRTIO_NET_HDR_F_NEEDS_CSUM, unix.VIRTIO_NET_HDR_GSO_NONE
 	if gsoSize > 0 {
-		h[1] = unix.VIRTIO_NET_HDR_GSO_UDP_L4 // Linux 6.2
+		h[1] = vnetGSOType
 	}
 	ne.PutUint16(h[2:], uint16(hdrLen))       // hdr_len
 	ne.PutUint16(h[4:], uint16(gsoSize))      // gso_size
@@ -503,7 +514,7 @@ func (pm *packetMessages) ready(pkt *packetSender) bool {
 	}
 	if err != nil {
 		pm.off = true
-		pkt.log.Warn("packet send: runs of datagrams by the UDP socket", "error", err)
+		pkt.warnOnce("messages", "packet send: runs of datagrams by the ring", "error", err)
 		return false
 	}
 	pm.fd = fd
@@ -540,12 +551,12 @@ func (pm *packetMessages) add(p *netPath, srcPort uint16, dst netip.AddrPort, se
 }
 
 // send hands the messages to the kernel without waiting, as many as it takes (sent): the socket's
-// send buffer may be full of skbs still queued on the device. A kernel that refuses a GSO message
-// (before Linux 6.2) turns the messages off for the batch.
-func (pm *packetMessages) send(stats *Stats, log *slog.Logger) {
+// send buffer may be full of skbs still queued on the device, or the device's queue full. A
+// kernel that refuses a GSO message (before Linux 6.2) turns the messages off for the batch.
+func (pm *packetMessages) send(stats *Stats, pkt *packetSender) {
 	for pm.sent < pm.m {
 		n, errno, ok := rawCall(unix.SYS_SENDMMSG, uintptr(pm.fd), uintptr(unsafe.Pointer(&pm.hdrs[pm.sent])), uintptr(pm.m-pm.sent), unix.MSG_DONTWAIT, 0, 0)
-		if !ok {
+		if !ok || errno == unix.ENOBUFS {
 			stats.PacketMessagesWaits.Add(1)
 			return
 		}
@@ -553,7 +564,7 @@ func (pm *packetMessages) send(stats *Stats, log *slog.Logger) {
 			if pm.count[pm.sent] > 1 && (errno == unix.EINVAL || errno == unix.EOPNOTSUPP) {
 				pm.off = true
 				stats.GSODisabled.Add(1)
-				log.Warn("packet send: the kernel refuses UDP segmentation on packet sockets; runs of datagrams by the UDP socket", "error", errno)
+				pkt.warnOnce("gso", "packet send: the kernel refuses UDP segmentation on packet sockets; runs of datagrams by the ring", "error", errno)
 			} else {
 				stats.PacketRingErrors.Add(1)
 			}

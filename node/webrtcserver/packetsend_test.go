@@ -165,6 +165,7 @@ func TestPacketSendLoopback(t *testing.T) {
 	}
 	t.Run("runs as GSO messages", func(t *testing.T) { packetSendRuns(t, false) })
 	t.Run("runs without messages", func(t *testing.T) { packetSendRuns(t, true) })
+	t.Run("GSO messages refused", packetSendRunsRefused)
 }
 
 // newPacketBatch is a batch with the packet path on a socket of listen's.
@@ -261,6 +262,45 @@ func packetSendRuns(t *testing.T, messagesOff bool) {
 		}
 		if from.Port() != local.Port() {
 			t.Errorf("datagram %d from %s, want port %d", i, from, local.Port())
+		}
+	}
+}
+
+// packetSendRunsRefused: a kernel that refuses a GSO message (here, one with a gso_type it does
+// not know) turns the messages off: that flush's runs, and what follows them, go by sendmmsg,
+// later ones by the ring, all delivered in order.
+func packetSendRunsRefused(t *testing.T) {
+	defer func(v uint8) { vnetGSOType = v }(vnetGSOType)
+	vnetGSOType = 0x7e
+	b, stats, _, pkt := newPacketBatch(t, "127.0.0.1:0")
+	waitPath(t, pkt, netip.MustParseAddr("127.0.0.1"))
+	c := listenUDP(t)
+	to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	sizes := []int{50, 500, 500, 300, 80}
+	for round := range 2 {
+		for i, size := range sizes {
+			p := make([]byte, size)
+			p[0], p[1] = byte(round), byte(i)
+			b.add(p, to)
+		}
+		b.flush()
+	}
+	// Round 0: the first by the ring, the run and the last by sendmmsg once the message failed;
+	// round 1: all by the ring.
+	if ring, batched, off := stats.PacketRingDatagrams.Load(), stats.BatchedPackets.Load(), stats.GSODisabled.Load(); ring != 6 || batched != 4 || off != 1 || !b.runs.off {
+		t.Errorf("%d by the ring, %d by sendmmsg, GSO refusals %d (messages off: %v); want 6, 4, 1, true", ring, batched, off, b.runs.off)
+	}
+	if n := stats.PacketMessageDatagrams.Load() + stats.SendErrors.Load(); n != 0 {
+		t.Errorf("%d datagrams counted as sent in messages or as errors", n)
+	}
+	buf := make([]byte, 2000)
+	for round := range 2 {
+		for i, size := range sizes {
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil || n != size || buf[0] != byte(round) || buf[1] != byte(i) {
+				t.Fatalf("round %d, datagram %d: %d bytes (round %d, %d), %v; want %d bytes", round, i, n, buf[0], buf[1], err, size)
+			}
 		}
 	}
 }

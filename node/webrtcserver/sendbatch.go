@@ -538,7 +538,7 @@ func (b *sendBatch) sendByRing() {
 		b.stats.PacketRingDatagrams.Add(uint64(sent))
 	}
 	if b.runs.m > 0 {
-		b.runs.send(b.stats, b.pkt.log)
+		b.runs.send(b.stats, b.pkt)
 		for k := b.runs.sent; k < b.runs.m; k++ { // not taken: by the UDP socket, still in order
 			for i := b.runs.first[k]; i < b.runs.first[k]+b.runs.count[k]; i++ {
 				b.via[i] = viaSocket
@@ -568,9 +568,7 @@ func (b *sendBatch) ring(ifindex int) *packetRing {
 	if !ok {
 		var err error
 		if r, err = openPacketRing(ifindex); err != nil {
-			if _, logged := b.pkt.warned.LoadOrStore(ifindex, struct{}{}); !logged {
-				b.pkt.log.Warn("packet send: sending by the UDP socket instead", "error", err)
-			}
+			b.pkt.warnOnce(ifindex, "packet send: sending by the UDP socket instead", "error", err)
 			r = nil
 		}
 		b.rings[ifindex] = r
