@@ -570,12 +570,15 @@ func (pm *packetMessages) send(stats *Stats, pkt *packetSender) {
 			}
 			return
 		}
-		for k := pm.sent; k < pm.sent+n; k++ {
-			stats.PacketMessageDatagrams.Add(uint64(pm.count[k]))
-			if pm.count[k] > 1 {
-				stats.PacketGSOMessages.Add(1)
+		var datagrams, gso uint64
+		for _, c := range pm.count[pm.sent : pm.sent+n] {
+			datagrams += uint64(c)
+			if c > 1 {
+				gso++
 			}
 		}
+		stats.PacketMessageDatagrams.Add(datagrams) // once per call: the counters are the server's
+		stats.PacketGSOMessages.Add(gso)
 		pm.sent += n
 	}
 }
