@@ -39,6 +39,7 @@ type srViewer struct {
 	packets map[uint32]int
 	lastSeq map[uint32]uint16
 	reports map[uint32][]rtcp.SenderReport
+	byes    int // RTCP BYEs received
 }
 
 func newSRViewer(ctx context.Context, t *testing.T, api *webrtc.API, url string) *srViewer {
@@ -72,8 +73,11 @@ func newEditedSRViewer(ctx context.Context, t *testing.T, api *webrtc.API, url s
 				}
 				v.mu.Lock()
 				for _, p := range pkts {
-					if sr, ok := p.(*rtcp.SenderReport); ok {
-						v.reports[sr.SSRC] = append(v.reports[sr.SSRC], *sr)
+					switch p := p.(type) {
+					case *rtcp.SenderReport:
+						v.reports[p.SSRC] = append(v.reports[p.SSRC], *p)
+					case *rtcp.Goodbye:
+						v.byes++
 					}
 				}
 				v.mu.Unlock()
@@ -151,9 +155,15 @@ func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
 	if n := s.stats.SendErrors.Load(); n != 0 {
 		t.Errorf("%d send errors", n)
 	}
-	// Every batched datagram's hub → kernel delay was measured.
-	if _, _, count, sum := s.stats.FanoutDelay.Snapshot(); count != batched || count == 0 || sum/float64(count) > 0.5 {
-		t.Errorf("fan-out delay: %d datagrams measured, mean %.6f s; want %d datagrams and well under 0.5 s", count, sum/float64(count), batched)
+	// The sender reports after each track's first (sent by pion, and compared) were encrypted by
+	// the node and batched with the RTP; the viewers decrypted all of them (above).
+	ownRTCP := s.stats.OwnSRTCPPackets.Load()
+	if ownRTCP < 2*viewers || ownRTCP > 3*2*viewers {
+		t.Errorf("%d sender reports encrypted by the node, want 1–3 per track of the %d viewers", ownRTCP, viewers)
+	}
+	// Every batched RTP datagram's hub → kernel delay was measured.
+	if _, _, count, sum := s.stats.FanoutDelay.Snapshot(); count != batched-ownRTCP || count == 0 || sum/float64(count) > 0.5 {
+		t.Errorf("fan-out delay: %d datagrams measured, mean %.6f s; want %d datagrams and well under 0.5 s", count, sum/float64(count), batched-ownRTCP)
 	}
 	// The node encrypted every viewer's RTP itself after the first packet matched pion's.
 	if own, fell := s.stats.OwnSRTPViewers.Load(), s.stats.OwnSRTPFallbacks.Load(); own != viewers || fell != 0 {
@@ -200,6 +210,29 @@ func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
 			t.Fatal("NACK not answered")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The stream ends: each viewer is told with an RTCP BYE, encrypted by the node like its
+	// sender reports (pion's SRTCP index for the SSRC is behind the node's: the viewer would drop
+	// pion's as a replay).
+	ownRTCP = s.stats.OwnSRTCPPackets.Load()
+	pub.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got := 0
+		for _, v := range vs {
+			v.mu.Lock()
+			got += min(v.byes, 1)
+			v.mu.Unlock()
+		}
+		if got == viewers {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d viewers told the stream ended (%d RTCP packets sealed by the node since)", got, viewers, s.stats.OwnSRTCPPackets.Load()-ownRTCP)
+		}
+	}
+	if n := s.stats.OwnSRTCPPackets.Load() - ownRTCP; n < viewers {
+		t.Errorf("%d BYEs encrypted by the node, want %d", n, viewers)
 	}
 }
 

@@ -185,6 +185,10 @@ func (vs *whepSession) sayGoodbye() {
 	for _, vt := range vs.tracks {
 		bye.Sources = append(bye.Sources, vt.ssrc)
 	}
+	if len(vs.tracks) > 0 && vs.tracks[0].out != nil { // one srtpOut serves all of them
+		_ = vs.tracks[0].out.writeRTCP(vs.pc, bye)
+		return
+	}
 	_ = vs.pc.WriteRTCP([]rtcp.Packet{bye})
 }
 
