@@ -55,7 +55,6 @@ func newRegistry(id string, role Role, h *hub.Hub, w *webrtcserver.Server) *prom
 	counter("webrtc_packet_message_waits_total", "Flushes whose packet-socket messages found its send buffer full and went on by the UDP socket.", ws.PacketMessagesWaits.Load)
 	counter("webrtc_packet_ring_waits_total", "Times a packet ring's frames had to wait for the device's queue to drain.", ws.PacketRingWaits.Load)
 	counter("webrtc_gso_disabled_total", "Send batches that found UDP GSO refused and went on without it.", ws.GSODisabled.Load)
-	counter("webrtc_own_srtcp_packets_total", "RTCP packets to viewers the node encrypted itself: sender reports, after one matched pion's, and the BYE after them.", ws.OwnSRTCPPackets.Load)
 	counter("webrtc_own_srtp_viewers_total", "Viewers whose RTP the node encrypted itself (its first packet matched pion's).", ws.OwnSRTPViewers.Load)
 	reg.MustRegister(&delayCollector{h: &ws.FanoutDelay, desc: prometheus.NewDesc("streamfleet_webrtc_fanout_delay_seconds",
 		"Time from a packet's arrival in the hub to the return of the sendmmsg (or packet ring send) carrying it to a viewer, per datagram.", nil, labels)})

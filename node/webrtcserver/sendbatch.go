@@ -96,30 +96,10 @@ type muxConn struct {
 	// to is where pion last sent media, DTLS or RTCP: the selected candidate pair's remote.
 	to atomic.Pointer[netip.AddrPort]
 
-	// The comparisons of srtpOut.verify (RTP, on the group's goroutine) and verifyReport (RTCP,
-	// under the srtpOut's rtcpMu, as every RTCP pion writes to a viewer is).
-	rtpCheck, rtcpCheck cipherCheck
-}
-
-// cipherCheck compares the next packet pion writes with the one the node made.
-type cipherCheck struct {
-	expect            []byte // the node's ciphertext; nil: nothing to compare
-	compared, matched bool   // what pion wrote, since expecting
-}
-
-func (k *cipherCheck) expecting(b []byte) { k.expect, k.compared, k.matched = b, false, false }
-
-func (k *cipherCheck) check(b []byte) {
-	if k.expect != nil {
-		k.compared, k.matched = true, bytes.Equal(b, k.expect)
-		k.expect = nil
-	}
-}
-
-// done tells whether pion wrote the packet expected, and stops expecting.
-func (k *cipherCheck) done() (compared, matched bool) {
-	k.expect = nil
-	return k.compared, k.matched
+	// The first packet's comparison of srtpOut.verify, on the group's goroutine: expect is the
+	// ciphertext the node made; compared and matched tell what pion wrote.
+	expect            []byte
+	compared, matched bool
 }
 
 // dest is the viewer's address as pion last wrote to it (zero before any write).
@@ -148,13 +128,13 @@ func (c *muxConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 // WriteToAddrPort queues an RTP packet to the group's batch; anything else is written at once.
 func (c *muxConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	c.saw(b, addr)
+	if isRTP(b) && c.expect != nil { // RTP comes only from the group goroutine
+		c.compared, c.matched = true, bytes.Equal(b, c.expect)
+		c.expect = nil
+	}
 	if !isRTP(b) {
-		if isRTCP(b) {
-			c.rtcpCheck.check(b)
-		}
 		return c.ap.WriteToAddrPort(b, addr)
 	}
-	c.rtpCheck.check(b) // RTP comes only from the group goroutine
 	batch := c.batch.Load()
 	if batch == nil || !batch.fits(b, addr) {
 		return c.ap.WriteToAddrPort(b, addr)
@@ -184,11 +164,6 @@ func (c *muxConn) Close() error {
 // isRTP tells an RTP packet from STUN, DTLS and RTCP sharing the port (RFC 7983, RFC 5761).
 func isRTP(b []byte) bool {
 	return len(b) >= 12 && b[0]>>6 == 2 && (b[1] < 192 || b[1] > 223)
-}
-
-// isRTCP tells RTCP (packet types 192–223) from the rest.
-func isRTCP(b []byte) bool {
-	return len(b) >= 8 && b[0]>>6 == 2 && b[1] >= 192 && b[1] <= 223
 }
 
 // sendBatch collects the datagrams of one fan-out round and sends them with sendmmsg. It belongs

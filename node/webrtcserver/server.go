@@ -98,9 +98,6 @@ type Stats struct {
 	// matched pion's; OwnSRTPFallbacks those left to pion because it did not.
 	OwnSRTPViewers   atomic.Uint64
 	OwnSRTPFallbacks atomic.Uint64
-	// OwnSRTCPPackets counts RTCP packets to viewers the node encrypted itself (sender reports
-	// after one matched pion's, and the BYE after them).
-	OwnSRTCPPackets atomic.Uint64
 	// OwnSRTPVerifications counts the comparisons that matched: a viewer's first packet, and the
 	// first after each change of its selected ICE pair.
 	OwnSRTPVerifications atomic.Uint64

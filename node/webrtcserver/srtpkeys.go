@@ -25,9 +25,7 @@ import (
 // (client random, master secret) and the server hello hook (server random, cipher suite, SRTP
 // profile). That needs the node to be the DTLS server, which a WHEP answer may choose (RFC 8842
 // §5.3). The first packet of every viewer is encrypted both ways and compared (srtpOut.verify);
-// any difference, or a viewer for whom the node is the DTLS client, keeps pion's path. With the
-// GCM sealer the viewer's RTCP follows once its first sender report compared the same way
-// (srtpOut.report).
+// any difference, or a viewer for whom the node is the DTLS client, keeps pion's path.
 
 // keyCapture collects one viewer's DTLS session secrets during its handshake.
 type keyCapture struct {

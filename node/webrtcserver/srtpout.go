@@ -4,10 +4,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -27,14 +25,6 @@ type srtpOut struct {
 	// changed, and pion's write teaches the conn the new address (set from pion's goroutine).
 	reverify atomic.Bool
 
-	// rtcpSeal is the sealer's SRTCP side (nil: the sealer has none, and pion encrypts RTCP).
-	// Sender reports go through pion, the first one compared, until one matched (rtcp srtpOn);
-	// from then on the node seals every one, whatever its RTP does: pion's SRTCP indexes are behind
-	// the node's, and the viewer would drop what pion sent as replays.
-	rtcpMu   sync.Mutex
-	rtcpSeal rtcpSealer
-	rtcp     srtpState
-
 	plain  []byte // the packet in the clear, for the first packet's comparison
 	expect []byte // the same packet as the node would encrypt it
 	big    []byte // a packet too large for a batch slot
@@ -52,98 +42,7 @@ const (
 const srtpOverhead = 20
 
 func newSRTPOut(sealer rtpSealer, conn *muxConn, batch *sendBatch, stats *Stats, log *slog.Logger) *srtpOut {
-	o := &srtpOut{sealer: sealer, conn: conn, batch: batch, stats: stats, log: log}
-	o.rtcpSeal, _ = sealer.(rtcpSealer)
-	return o
-}
-
-// report sends the viewer a sender report: through pion (the first time compared with the node's
-// own encryption, once the viewer's RTP is the node's) until one matched, then sealed by the node
-// and queued in the group's batch. On the group's goroutine.
-func (o *srtpOut) report(t *webrtc.DTLSTransport, sr *rtcp.SenderReport) error {
-	o.rtcpMu.Lock()
-	defer o.rtcpMu.Unlock()
-	if o.rtcpSeal == nil || o.rtcp == srtpOff || (o.rtcp == srtpVerify && o.state != srtpOn) {
-		_, err := t.WriteRTCP([]rtcp.Packet{sr})
-		return err
-	}
-	plain, err := sr.Marshal()
-	if err != nil {
-		return err
-	}
-	if o.rtcp == srtpVerify {
-		return o.verifyReport(t, sr, plain)
-	}
-	c := o.conn
-	if c.closed.Load() {
-		return io.ErrClosedPipe
-	}
-	dest := c.dest()
-	if len(plain)+srtpOverhead+4 > sendBufSize || !o.batch.fits(nil, dest) {
-		return o.sendRTCP(plain)
-	}
-	buf := o.batch.slot()
-	out, err := o.rtcpSeal.sealRTCP(buf[:0], buf[:copy(buf, plain)])
-	if err != nil {
-		return err
-	}
-	at := o.batch.at
-	o.batch.at = 0 // not a fan-out delay
-	o.batch.commit(len(out), dest)
-	o.batch.at = at
-	o.stats.OwnSRTCPPackets.Add(1)
-	return nil
-}
-
-// verifyReport lets pion send the report, comparing its SRTCP packet with the node's on the way
-// out (muxConn.WriteToAddrPort), as verify does for RTP. Under rtcpMu.
-func (o *srtpOut) verifyReport(t *webrtc.DTLSTransport, sr *rtcp.SenderReport, plain []byte) error {
-	want, err := o.rtcpSeal.sealRTCP(nil, plain)
-	if err != nil {
-		o.rtcp = srtpOff
-		o.log.Debug("viewer's SRTCP left to pion", "reason", err)
-		_, err = t.WriteRTCP([]rtcp.Packet{sr})
-		return err
-	}
-	o.conn.rtcpCheck.expecting(want)
-	_, err = t.WriteRTCP([]rtcp.Packet{sr})
-	if compared, matched := o.conn.rtcpCheck.done(); compared && matched {
-		o.rtcp = srtpOn
-		return err
-	}
-	// Not written through the viewer's conn, or different: the two SRTCP indexes may differ from
-	// now on, so pion keeps the viewer's RTCP.
-	o.rtcp = srtpOff
-	o.log.Warn("viewer's SRTCP left to pion", "reason", "ciphertexts differ or not compared")
-	return err
-}
-
-// writeRTCP sends other RTCP to the viewer (a BYE, from the session's goroutine): sealed by the
-// node once its sender reports are, so that the SRTCP index goes on from theirs; by pion before.
-func (o *srtpOut) writeRTCP(pc *webrtc.PeerConnection, pkt rtcp.Packet) error {
-	o.rtcpMu.Lock()
-	defer o.rtcpMu.Unlock()
-	if o.rtcp != srtpOn {
-		return pc.WriteRTCP([]rtcp.Packet{pkt})
-	}
-	plain, err := pkt.Marshal()
-	if err != nil {
-		return err
-	}
-	return o.sendRTCP(plain)
-}
-
-// sendRTCP seals an RTCP packet and writes it to the viewer at once. Under rtcpMu.
-func (o *srtpOut) sendRTCP(plain []byte) error {
-	out, err := o.rtcpSeal.sealRTCP(nil, plain)
-	if err != nil {
-		return err
-	}
-	if _, err := o.conn.ap.WriteToAddrPort(out, o.conn.dest()); err != nil {
-		return err
-	}
-	o.stats.OwnSRTCPPackets.Add(1)
-	return nil
+	return &srtpOut{sealer: sealer, conn: conn, batch: batch, stats: stats, log: log}
 }
 
 // write sends one RTP packet to the viewer: through pion until the node's own encryption proved
@@ -179,13 +78,13 @@ func (o *srtpOut) verify(w webrtc.TrackLocalWriter, h *rtp.Header, payload []byt
 		o.off("encrypt failed")
 		return w.WriteRTP(h, payload)
 	}
-	o.conn.rtpCheck.expecting(want)
+	o.conn.expect, o.conn.compared, o.conn.matched = want, false, false
 	written, err := w.WriteRTP(h, payload)
-	compared, matched := o.conn.rtpCheck.done()
+	o.conn.expect = nil
 	switch {
-	case !compared:
+	case !o.conn.compared:
 		return written, err
-	case matched && o.conn.dest() != (netip.AddrPort{}):
+	case o.conn.matched && o.conn.dest() != (netip.AddrPort{}):
 		o.state = srtpOn
 		o.stats.OwnSRTPVerifications.Add(1)
 		if !o.proven {

@@ -35,12 +35,6 @@ func newRTPSealer(profile srtp.ProtectionProfile, masterKey, masterSalt []byte) 
 	return &pionSealer{ctx: ctx}, nil
 }
 
-// rtcpSealer is a sealer that also encrypts the viewer's RTCP as SRTCP (gcmSealer): sealRTCP
-// encrypts the RTCP packet p into dst (which may be p[:0], with room after p).
-type rtcpSealer interface {
-	sealRTCP(dst, p []byte) ([]byte, error)
-}
-
 // pionSealer is pion's SRTP context as an rtpSealer.
 type pionSealer struct {
 	ctx    *srtp.Context
@@ -67,15 +61,6 @@ type gcmSealer struct {
 	iv      [12]byte                  // the packet's, here so that it does not escape to the heap
 	streams [hub.MaxTracks]sealStream // per SSRC; a viewer has one per track
 	n       int
-
-	// SRTCP (RFC 7714 §9), under its own session key and salt, with its own state: sealRTCP is
-	// called under the viewer's srtpOut.rtcpMu, from the group's goroutine or the session's.
-	rtcp        cipher.AEAD
-	rtcpSalt    [12]byte
-	rtcpIV      [12]byte
-	rtcpAAD     [12]byte
-	rtcpStreams [hub.MaxTracks]struct{ ssrc, index uint32 } // the last SRTCP index per SSRC
-	rtcpN       int
 }
 
 // sealStream is one SSRC's rollover counter as its sender keeps it (RFC 3711 §3.3.1).
@@ -89,14 +74,9 @@ var errSealStreams = errors.New("srtp: more SSRCs than one viewer's tracks")
 
 // SRTP key derivation labels (RFC 3711 §4.3.1).
 const (
-	labelSRTPEncryption  = 0x00
-	labelSRTPSalt        = 0x02
-	labelSRTCPEncryption = 0x03
-	labelSRTCPSalt       = 0x05
+	labelSRTPEncryption = 0x00
+	labelSRTPSalt       = 0x02
 )
-
-// maxSRTCPIndex is the last SRTCP index a key may protect (RFC 3711 §9.2: 2^31 packets).
-const maxSRTCPIndex = 1<<31 - 1
 
 func newGCMSealer(masterKey, masterSalt []byte) (*gcmSealer, error) {
 	if n := len(masterKey); n != 16 && n != 32 {
@@ -105,39 +85,26 @@ func newGCMSealer(masterKey, masterSalt []byte) (*gcmSealer, error) {
 	if len(masterSalt) != 12 {
 		return nil, fmt.Errorf("srtp: AES-GCM master salt of %d bytes, want 12", len(masterSalt))
 	}
-	s := &gcmSealer{}
-	var err error
-	if s.aead, err = sessionAEAD(labelSRTPEncryption, labelSRTPSalt, masterKey, masterSalt, &s.salt); err != nil {
-		return nil, err
-	}
-	if s.rtcp, err = sessionAEAD(labelSRTCPEncryption, labelSRTCPSalt, masterKey, masterSalt, &s.rtcpSalt); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// sessionAEAD derives a session key and salt (the labels') from the master key and salt, and
-// returns the key's AES-GCM (12-byte nonce, 16-byte tag: RFC 7714's) with the salt put in salt.
-func sessionAEAD(keyLabel, saltLabel byte, masterKey, masterSalt []byte, salt *[12]byte) (cipher.AEAD, error) {
-	key, err := deriveSRTPKey(keyLabel, masterKey, masterSalt, len(masterKey))
+	key, err := deriveSRTPKey(labelSRTPEncryption, masterKey, masterSalt, len(masterKey))
 	if err != nil {
 		return nil, err
 	}
-	defer clear(key)
-	s, err := deriveSRTPKey(saltLabel, masterKey, masterSalt, len(salt))
+	salt, err := deriveSRTPKey(labelSRTPSalt, masterKey, masterSalt, 12)
 	if err != nil {
 		return nil, err
 	}
-	copy(salt[:], s)
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, fmt.Errorf("srtp: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := cipher.NewGCM(block) // 12-byte nonce, 16-byte tag: RFC 7714's
 	if err != nil {
 		return nil, fmt.Errorf("srtp: %w", err)
 	}
-	return aead, nil
+	s := &gcmSealer{aead: aead}
+	copy(s.salt[:], salt)
+	clear(key)
+	return s, nil
 }
 
 // deriveSRTPKey is the SRTP key derivation function with a key derivation rate of 0 (RFC 3711
@@ -218,47 +185,4 @@ func (s *gcmSealer) seal(dst, p []byte, hdrLen int, ssrc uint32, seq uint16) ([]
 	out := append(slices.Grow(dst[:0], len(p)+s.aead.Overhead()), p[:hdrLen]...)
 	sealed := s.aead.Seal(out[hdrLen:hdrLen], iv[:], p[hdrLen:], out[:hdrLen])
 	return out[:hdrLen+len(sealed)], nil
-}
-
-// sealRTCP encrypts the RTCP packet p into dst (which may be p[:0], with room after p) as SRTCP
-// (RFC 7714 §9.1): the first 8 bytes (header and sender SSRC) in the clear, the rest encrypted,
-// the tag, then the E flag and the SRTCP index, which counts per SSRC from 1 as pion's context
-// does.
-func (s *gcmSealer) sealRTCP(dst, p []byte) ([]byte, error) {
-	if len(p) < 8 {
-		return nil, fmt.Errorf("srtcp: RTCP packet of %d bytes", len(p))
-	}
-	ssrc := binary.BigEndian.Uint32(p[4:])
-	var index *uint32
-	for i := range s.rtcpStreams[:s.rtcpN] {
-		if s.rtcpStreams[i].ssrc == ssrc {
-			index = &s.rtcpStreams[i].index
-		}
-	}
-	if index == nil {
-		if s.rtcpN == len(s.rtcpStreams) {
-			return nil, errSealStreams
-		}
-		s.rtcpStreams[s.rtcpN].ssrc = ssrc
-		index = &s.rtcpStreams[s.rtcpN].index
-		s.rtcpN++
-	}
-	if *index >= maxSRTCPIndex {
-		return nil, errors.New("srtcp: the key's SRTCP indexes are used up")
-	}
-	*index++
-	// The IV (RFC 7714 §9.1): 2 zero bytes, SSRC, 2 zero bytes, the 31-bit index, XORed with the
-	// SRTCP session salt; the AAD: the first 8 bytes and the E flag with the index.
-	iv := &s.rtcpIV
-	*iv = [12]byte{}
-	binary.BigEndian.PutUint32(iv[2:], ssrc)
-	binary.BigEndian.PutUint32(iv[8:], *index)
-	for i := range iv {
-		iv[i] ^= s.rtcpSalt[i]
-	}
-	copy(s.rtcpAAD[:8], p[:8])
-	binary.BigEndian.PutUint32(s.rtcpAAD[8:], *index|1<<31)
-	out := append(slices.Grow(dst[:0], len(p)+s.rtcp.Overhead()+4), p[:8]...)
-	sealed := s.rtcp.Seal(out[8:8], iv[:], p[8:], s.rtcpAAD[:])
-	return append(out[:8+len(sealed)], s.rtcpAAD[8:]...), nil
 }

@@ -128,13 +128,7 @@ func (vt *viewerTrack) sendReport(nowNanos int64) {
 		PacketCount: vt.sentPackets,
 		OctetCount:  vt.sentOctets,
 	}
-	var err error
-	if vt.out != nil {
-		err = vt.out.report(vt.sender.Transport(), &sr)
-	} else {
-		_, err = vt.sender.Transport().WriteRTCP([]rtcp.Packet{&sr})
-	}
-	if err == nil {
+	if _, err := vt.sender.Transport().WriteRTCP([]rtcp.Packet{&sr}); err == nil {
 		vt.s.stats.SenderReports.Add(1)
 	}
 }

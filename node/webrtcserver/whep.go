@@ -148,6 +148,13 @@ func (vs *whepSession) run() {
 func (vs *whepSession) endOfStream() {
 	vs.byeOnce.Do(func() {
 		vs.sayGoodbye()
+		// The BYE first, then the close a moment later: a viewer's stack may tear its SRTCP
+		// session down on the DTLS close_notify before reading a BYE that arrived just before it
+		// (pion does: in a test, 1 of 3 viewers got the BYE without the wait).
+		select {
+		case <-time.After(byeLinger):
+		case <-vs.done:
+		}
 		vs.log.Info("stream ended: closing viewer")
 		vs.close(false)
 	})
@@ -179,15 +186,14 @@ func (vs *whepSession) selectLayers() {
 	}
 }
 
+// byeLinger is how long a viewer's session stays open after its BYE.
+const byeLinger = 200 * time.Millisecond
+
 // sayGoodbye tells the viewer the stream ended (RTCP BYE) before the connection closes.
 func (vs *whepSession) sayGoodbye() {
 	bye := &rtcp.Goodbye{Reason: "stream ended"}
 	for _, vt := range vs.tracks {
 		bye.Sources = append(bye.Sources, vt.ssrc)
-	}
-	if len(vs.tracks) > 0 && vs.tracks[0].out != nil { // one srtpOut serves all of them
-		_ = vs.tracks[0].out.writeRTCP(vs.pc, bye)
-		return
 	}
 	_ = vs.pc.WriteRTCP([]rtcp.Packet{bye})
 }
