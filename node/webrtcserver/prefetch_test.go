@@ -77,7 +77,7 @@ func TestHotLines(t *testing.T) {
 
 	vs.hot.prefetchList()
 	vs.hot.prefetch()
-	for _, a := range []uintptr{0, 1, 1 << 47, ^uintptr(0) &^ (cacheLine - 1)} {
+	for _, a := range []uintptr{0, 1, uintptr(1) << (unsafe.Sizeof(uintptr(0))*8 - 17), ^uintptr(0) &^ (cacheLine - 1)} {
 		prefetch(a) // never faults
 	}
 	if p, _ := interfaceData(nil); p != nil {

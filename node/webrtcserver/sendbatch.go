@@ -272,7 +272,7 @@ func newSendBatch(conn net.PacketConn, stats *Stats, pkt *packetSender) (*sendBa
 		b.bufs[i] = make([]byte, sendBufSize)
 		b.iovs[i].Base = &b.bufs[i][0]
 		b.hdrs[i].Hdr.Iov = &b.iovs[i]
-		b.hdrs[i].Hdr.Iovlen = 1
+		b.hdrs[i].Hdr.SetIovlen(1)
 	}
 	return b, nil
 }
@@ -421,7 +421,7 @@ func (b *sendBatch) messages(from int) {
 		j := b.runEnd(i)
 		h := &b.msgs[m].Hdr
 		*h = b.hdrs[i].Hdr // the first datagram's address and iovec
-		h.Iovlen = uint64(j - i)
+		h.SetIovlen(j - i)
 		if j-i > 1 {
 			c := b.ctrl[m*cs : (m+1)*cs]
 			cm := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
