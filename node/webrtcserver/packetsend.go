@@ -96,9 +96,9 @@ type packetSender struct {
 // newPacketSender checks that AF_PACKET sockets may be opened (CAP_NET_RAW) and starts the path
 // resolver for datagrams from local (its address may be unspecified: the routes choose).
 func newPacketSender(local netip.AddrPort, log *slog.Logger) (*packetSender, error) {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	fd, err := packetSocket()
 	if err != nil {
-		return nil, fmt.Errorf("packet send: an AF_PACKET socket (needs CAP_NET_RAW): %w", err)
+		return nil, fmt.Errorf("packet send: %w (needs CAP_NET_RAW)", err)
 	}
 	_ = unix.Close(fd)
 	bound := local.Addr().Unmap()
@@ -311,10 +311,24 @@ type packetRing struct {
 // bounds each group's frames queued on the device as the UDP socket's buffer bounds its datagrams.
 var ringSendBuffer = 0
 
-func openPacketRing(ifindex int) (*packetRing, error) {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // protocol 0: receives nothing
+// packetSocket opens an AF_PACKET socket that sends frames after a virtio_net_hdr (protocol 0: it
+// receives nothing); a ring, if any, is set up after.
+func packetSocket() (int, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("AF_PACKET socket: %w", err)
+		return -1, fmt.Errorf("an AF_PACKET socket: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+		_ = unix.Close(fd)
+		return -1, fmt.Errorf("PACKET_VNET_HDR: %w", err)
+	}
+	return fd, nil
+}
+
+func openPacketRing(ifindex int) (*packetRing, error) {
+	fd, err := packetSocket()
+	if err != nil {
+		return nil, err
 	}
 	r := &packetRing{fd: fd, frames: ringFrames}
 	set := func(opt, v int) error { return unix.SetsockoptInt(fd, unix.SOL_PACKET, opt, v) }
@@ -325,7 +339,6 @@ func openPacketRing(ifindex int) (*packetRing, error) {
 	}
 	for _, step := range []func() error{
 		func() error { return set(unix.PACKET_VERSION, unix.TPACKET_V2) },
-		func() error { return set(unix.PACKET_VNET_HDR, 1) },
 		func() error { return set(unix.PACKET_LOSS, 1) }, // a bad frame is skipped, not a stuck ring
 		func() error {
 			if ringSendBuffer == 0 {
@@ -506,12 +519,7 @@ func (pm *packetMessages) ready(pkt *packetSender) bool {
 	if pm.fd >= 0 || pm.off {
 		return !pm.off
 	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // receives nothing
-	if err == nil {
-		if err = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
-			_ = unix.Close(fd)
-		}
-	}
+	fd, err := packetSocket()
 	if err != nil {
 		pm.off = true
 		pkt.warnOnce("messages", "packet send: runs of datagrams by the ring", "error", err)
@@ -583,4 +591,9 @@ func (pm *packetMessages) send(stats *Stats, pkt *packetSender) {
 	}
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
+// htons is v in network byte order, as sockaddr_ll's protocol field holds it.
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}

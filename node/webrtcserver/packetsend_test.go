@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -715,7 +716,7 @@ func peerUDPCounter(t *testing.T, name string) uint64 {
 				}
 			}
 		}
-		if err != nil || names == nil {
+		if err != nil || !slices.Contains(names, name) {
 			t.Fatalf("no Udp %s in /proc/net/snmp: %v", name, err)
 		}
 	})

@@ -321,8 +321,9 @@ const netnsEnv = "STREAMFLEET_TEST_NETNS"
 
 // inNetns runs the (top-level) test again in a network namespace of its own, made with a user
 // namespace so that no root is needed and the test is root inside, after the shell commands
-// setup (in a mount namespace of its own too, so setup may mount a tmpfs on /run for ip netns). It tells the caller whether it is that run and should go on; in the outer run it has
-// already failed the test unless the inner one passed.
+// setup (in a mount namespace of its own too, so setup may mount a tmpfs on /run for ip netns).
+// It tells the caller whether it is that run and should go on; in the outer run it has already
+// failed the test unless the inner one passed.
 func inNetns(t *testing.T, setup string) bool {
 	t.Helper()
 	if os.Getenv(netnsEnv) == t.Name() {

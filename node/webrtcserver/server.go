@@ -76,12 +76,13 @@ type Stats struct {
 	SendErrors      atomic.Uint64
 	SendBufferWaits atomic.Uint64
 	// GSOMessages counts messages that carried several datagrams to one viewer (UDP GSO);
-	// GSODisabled the batches that found the kernel refusing it and went on without.
+	// GSODisabled the batches that found the kernel refusing it (on the UDP socket, or for the
+	// packet path's messages) and went on without.
 	GSOMessages atomic.Uint64
 	GSODisabled atomic.Uint64
 	// PacketRingDatagrams counts datagrams sent through the packet path's rings
 	// (Config.PacketSend); PacketRingFull those that found a ring full and went by sendmmsg;
-	// PacketRingErrors the kicks the kernel refused; PacketRingWaits the times a kick left frames
+	// PacketRingErrors the kicks (and messages) the kernel refused; PacketRingWaits the times a kick left frames
 	// in a ring (the device's queue holds the socket's whole send buffer) to be handed over again.
 	PacketRingDatagrams atomic.Uint64
 	PacketRingFull      atomic.Uint64
