@@ -207,9 +207,13 @@ func (g *group) run() {
 			if i+2 < len(viewers) {
 				viewers[i+2].hot.prefetch()
 			}
+			if i+1 < len(viewers) {
+				viewers[i+1].prefetchLate()
+			}
 			for _, vt := range vs.tracks {
 				vt.drain(&packets, &bytes)
 			}
+			vs.reportIfDue()
 		}
 		for len(g.rtx) > 0 {
 			req := <-g.rtx

@@ -46,6 +46,17 @@ func (h *hotLines) prefetch() {
 	}
 }
 
+// prefetchLate asks, one viewer ahead, for what the listed lines point to and may change after
+// the list was made: the address the viewer's conn sends to (replaced when pion's selected pair
+// changes). The conn itself was prefetched a viewer earlier.
+func (vs *whepSession) prefetchLate() {
+	if c := vs.conn; c != nil {
+		if p := c.to.Load(); p != nil {
+			prefetch(uintptr(unsafe.Pointer(p)))
+		}
+	}
+}
+
 // prefetchList asks for the lines of the list itself.
 func (h *hotLines) prefetchList() {
 	p := uintptr(unsafe.Pointer(h))
@@ -54,12 +65,17 @@ func (h *hotLines) prefetchList() {
 	}
 }
 
-// listHotLines lists what a round touches of the viewer: each track's state, reader and rewriter,
-// and its SRTP output, conn and key. It runs on the joining goroutine before the viewer is
+// listHotLines lists what a round touches of the viewer: the session's list of tracks, each
+// track's state, reader and rewriter, and its SRTP output, conn and key. It runs on the joining goroutine before the viewer is
 // published to its group.
 func (vs *whepSession) listHotLines() {
 	h := &vs.hot
 	h.n = 0
+	// The session's fields the round reads, and its list of tracks (a small object of its own).
+	h.add(unsafe.Pointer(&vs.tracks), unsafe.Sizeof(vs.tracks))
+	h.add(unsafe.Pointer(&vs.lastReport), unsafe.Sizeof(vs.lastReport))
+	h.add(unsafe.Pointer(&vs.conn), unsafe.Sizeof(vs.conn))
+	h.add(unsafe.Pointer(unsafe.SliceData(vs.tracks)), uintptr(len(vs.tracks))*unsafe.Sizeof(vs.tracks[0]))
 	for _, vt := range vs.tracks {
 		h.add(unsafe.Pointer(vt), unsafe.Sizeof(*vt))
 		if vt.reader != nil {

@@ -2,6 +2,7 @@ package webrtcserver
 
 import (
 	"crypto/rand"
+	"net/netip"
 	"testing"
 	"unsafe"
 
@@ -11,8 +12,9 @@ import (
 	"github.com/streamfleet/streamfleet/node/hub"
 )
 
-// TestHotLines: a viewer's list covers every byte of each object a round touches — its tracks,
-// their readers and rewriters, its SRTP output, conn, sealer and the AES-GCM state behind it —
+// TestHotLines: a viewer's list covers every byte of each object a round touches — its session's
+// fields, its list of tracks, the tracks, their readers and rewriters, its SRTP output, conn,
+// sealer and the AES-GCM state behind it —
 // within the list's bound, and prefetching it (or any address at all) is harmless.
 func TestHotLines(t *testing.T) {
 	h := hub.New(hub.Config{}, nil)
@@ -56,6 +58,10 @@ func TestHotLines(t *testing.T) {
 			}
 		}
 	}
+	covered("session's tracks", unsafe.Pointer(&vs.tracks), unsafe.Sizeof(vs.tracks))
+	covered("session's last report", unsafe.Pointer(&vs.lastReport), unsafe.Sizeof(vs.lastReport))
+	covered("session's conn", unsafe.Pointer(&vs.conn), unsafe.Sizeof(vs.conn))
+	covered("list of tracks", unsafe.Pointer(unsafe.SliceData(vs.tracks)), uintptr(len(vs.tracks))*unsafe.Sizeof(vs.tracks[0]))
 	for _, vt := range vs.tracks {
 		covered("track", unsafe.Pointer(vt), unsafe.Sizeof(*vt))
 		covered("reader", unsafe.Pointer(vt.reader), unsafe.Sizeof(*vt.reader))
@@ -77,6 +83,12 @@ func TestHotLines(t *testing.T) {
 
 	vs.hot.prefetchList()
 	vs.hot.prefetch()
+	vs.prefetchLate() // no conn
+	vs.conn = out.conn
+	vs.prefetchLate() // a conn without an address
+	to := netip.MustParseAddrPort("192.0.2.1:5000")
+	out.conn.to.Store(&to)
+	vs.prefetchLate()
 	for _, a := range []uintptr{0, 1, uintptr(1) << (unsafe.Sizeof(uintptr(0))*8 - 17), ^uintptr(0) &^ (cacheLine - 1)} {
 		prefetch(a) // never faults
 	}

@@ -39,7 +39,8 @@ type viewerTrack struct {
 	gone        bool       // a write found the viewer's connection closed
 	sentPackets uint32
 	sentOctets  uint32 // payload octets, as RTCP counts them
-	lastReport  int64  // when the last sender report was sent, UnixNano
+	lastArrival int64  // the last forwarded packet's arrival, UnixNano
+	reported    bool   // a sender report of the track was sent
 }
 
 func newViewerTrack(s *Server, t *hub.Track) (*viewerTrack, error) {
@@ -103,10 +104,7 @@ func (vt *viewerTrack) drain(packets, bytes *uint64) {
 		*bytes += uint64(n)
 		vt.sentPackets++
 		vt.sentOctets += uint32(len(e.Packet.Payload))
-		if now := e.Packet.ArrivalNanos; now-vt.lastReport >= int64(senderReportInterval) {
-			vt.lastReport = now
-			vt.sendReport(now)
-		}
+		vt.lastArrival = e.Packet.ArrivalNanos
 	}
 }
 
@@ -118,18 +116,42 @@ func (vt *viewerTrack) write(h *rtp.Header, payload []byte) (int, error) {
 	return vt.writer.WriteRTP(h, payload)
 }
 
-// sendReport sends an RTCP sender report: the packet just sent's RTP timestamp at its arrival
-// time, and the counts so far (RFC 3550 §6.4.1). Receivers use it for lip sync and RTT.
-func (vt *viewerTrack) sendReport(nowNanos int64) {
-	sr := rtcp.SenderReport{
-		SSRC:        vt.ssrc,
-		NTPTime:     ntpTime(nowNanos),
-		RTPTime:     vt.hdr.Timestamp,
-		PacketCount: vt.sentPackets,
-		OctetCount:  vt.sentOctets,
+// reportIfDue sends the viewer's RTCP sender reports, on the group's goroutine: every
+// senderReportInterval (by the media's arrival times) one compound packet with a report for each
+// track that has sent, and a track's first report as soon as it has sent a packet. A report
+// carries the RTP timestamp of the track's last packet at that packet's arrival, and its counts so
+// far (RFC 3550 §6.4.1); receivers use them for lip sync and round-trip time. One write per
+// viewer, not one per track: each is a system call of its own through pion.
+func (vs *whepSession) reportIfDue() {
+	var now int64
+	first := false
+	for _, vt := range vs.tracks {
+		now = max(now, vt.lastArrival)
+		first = first || (vt.sentPackets > 0 && !vt.reported)
 	}
-	if _, err := vt.sender.Transport().WriteRTCP([]rtcp.Packet{&sr}); err == nil {
-		vt.s.stats.SenderReports.Add(1)
+	due := now-vs.lastReport >= int64(senderReportInterval)
+	if !due && !first {
+		return
+	}
+	if due {
+		vs.lastReport = now
+	}
+	reports := make([]rtcp.Packet, 0, len(vs.tracks))
+	for _, vt := range vs.tracks {
+		if vt.sentPackets == 0 || (!due && vt.reported) {
+			continue
+		}
+		vt.reported = true
+		reports = append(reports, &rtcp.SenderReport{
+			SSRC:        vt.ssrc,
+			NTPTime:     ntpTime(vt.lastArrival),
+			RTPTime:     vt.hdr.Timestamp,
+			PacketCount: vt.sentPackets,
+			OctetCount:  vt.sentOctets,
+		})
+	}
+	if _, err := vs.tracks[0].sender.Transport().WriteRTCP(reports); err == nil {
+		vs.s.stats.SenderReports.Add(uint64(len(reports)))
 	}
 }
 

@@ -19,9 +19,12 @@ type whepSession struct {
 	peer
 	stream *hub.Stream
 	tracks []*viewerTrack // the bound ones
-	done   chan struct{}
-	grant  *auth.Grant // ended with the session
-	keys   *keyCapture // the DTLS secrets, for the node's own SRTP
+	// lastReport is the arrival time, UnixNano, of the media at the last sender reports (owned by
+	// the group's goroutine; next to tracks, on a line each round fetches).
+	lastReport int64
+	done       chan struct{}
+	grant      *auth.Grant // ended with the session
+	keys       *keyCapture // the DTLS secrets, for the node's own SRTP
 
 	byeOnce sync.Once
 
