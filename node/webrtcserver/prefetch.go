@@ -66,8 +66,8 @@ func (h *hotLines) prefetchList() {
 }
 
 // listHotLines lists what a round touches of the viewer: the session's list of tracks, each
-// track's state, reader and rewriter, and its SRTP output, conn and key. It runs on the joining goroutine before the viewer is
-// published to its group.
+// track's state, reader and rewriter, and its SRTP output, conn and key. It runs on the joining
+// goroutine before the viewer is published to its group.
 func (vs *whepSession) listHotLines() {
 	h := &vs.hot
 	h.n = 0

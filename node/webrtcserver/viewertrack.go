@@ -40,6 +40,7 @@ type viewerTrack struct {
 	sentPackets uint32
 	sentOctets  uint32 // payload octets, as RTCP counts them
 	lastArrival int64  // the last forwarded packet's arrival, UnixNano
+	lastStamp   uint32 // and its RTP timestamp, as the viewer got it
 	reported    bool   // a sender report of the track was sent
 }
 
@@ -104,7 +105,7 @@ func (vt *viewerTrack) drain(packets, bytes *uint64) {
 		*bytes += uint64(n)
 		vt.sentPackets++
 		vt.sentOctets += uint32(len(e.Packet.Payload))
-		vt.lastArrival = e.Packet.ArrivalNanos
+		vt.lastArrival, vt.lastStamp = e.Packet.ArrivalNanos, vt.hdr.Timestamp
 	}
 }
 
@@ -145,7 +146,7 @@ func (vs *whepSession) reportIfDue() {
 		reports = append(reports, &rtcp.SenderReport{
 			SSRC:        vt.ssrc,
 			NTPTime:     ntpTime(vt.lastArrival),
-			RTPTime:     vt.hdr.Timestamp,
+			RTPTime:     vt.lastStamp,
 			PacketCount: vt.sentPackets,
 			OctetCount:  vt.sentOctets,
 		})
