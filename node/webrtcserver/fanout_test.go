@@ -40,6 +40,9 @@ type srViewer struct {
 	lastSeq map[uint32]uint16
 	reports map[uint32][]rtcp.SenderReport
 	byes    int // RTCP BYEs received
+	// firstRTP and firstSR are when the first packet and the first sender report of each SSRC
+	// arrived.
+	firstRTP, firstSR map[uint32]time.Time
 }
 
 func newSRViewer(ctx context.Context, t *testing.T, api *webrtc.API, url string) *srViewer {
@@ -53,7 +56,8 @@ func newEditedSRViewer(ctx context.Context, t *testing.T, api *webrtc.API, url s
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &srViewer{pc: pc, ssrc: map[string]uint32{}, stamps: map[uint32]map[uint32]bool{}, packets: map[uint32]int{}, lastSeq: map[uint32]uint16{}, reports: map[uint32][]rtcp.SenderReport{}}
+	v := &srViewer{pc: pc, ssrc: map[string]uint32{}, stamps: map[uint32]map[uint32]bool{}, packets: map[uint32]int{}, lastSeq: map[uint32]uint16{}, reports: map[uint32][]rtcp.SenderReport{},
+		firstRTP: map[uint32]time.Time{}, firstSR: map[uint32]time.Time{}}
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)
@@ -76,6 +80,9 @@ func newEditedSRViewer(ctx context.Context, t *testing.T, api *webrtc.API, url s
 					switch p := p.(type) {
 					case *rtcp.SenderReport:
 						v.reports[p.SSRC] = append(v.reports[p.SSRC], *p)
+						if _, ok := v.firstSR[p.SSRC]; !ok {
+							v.firstSR[p.SSRC] = time.Now()
+						}
 					case *rtcp.Goodbye:
 						v.byes++
 					}
@@ -90,6 +97,9 @@ func newEditedSRViewer(ctx context.Context, t *testing.T, api *webrtc.API, url s
 			}
 			v.mu.Lock()
 			v.stamps[ssrc][pkt.Timestamp] = true
+			if v.packets[ssrc] == 0 {
+				v.firstRTP[ssrc] = time.Now()
+			}
 			v.packets[ssrc]++
 			v.lastSeq[ssrc] = pkt.SequenceNumber
 			v.mu.Unlock()
@@ -127,6 +137,11 @@ func TestBatchedFanOutSenderReportsAndNACK(t *testing.T) {
 			if len(srs) < 2 || len(srs) > 4 {
 				t.Errorf("viewer %d %s: %d sender reports in 2.5 s, want 2–4 (one a second)", i, kind, len(srs))
 				continue
+			}
+			// A track's first report follows its first packet at once (lip sync from the start),
+			// not at the viewer's next report a second later.
+			if d := v.firstSR[ssrc].Sub(v.firstRTP[ssrc]); d > 300*time.Millisecond {
+				t.Errorf("viewer %d %s: first sender report %v after the first packet, want at once", i, kind, d)
 			}
 			for j, sr := range srs {
 				at := ntpToTime(sr.NTPTime)
