@@ -128,12 +128,12 @@ func (c *muxConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 // WriteToAddrPort queues an RTP packet to the group's batch; anything else is written at once.
 func (c *muxConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	c.saw(b, addr)
-	if isRTP(b) && c.expect != nil { // RTP comes only from the group goroutine
-		c.compared, c.matched = true, bytes.Equal(b, c.expect)
-		c.expect = nil
-	}
 	if !isRTP(b) {
 		return c.ap.WriteToAddrPort(b, addr)
+	}
+	if c.expect != nil { // RTP comes only from the group goroutine
+		c.compared, c.matched = true, bytes.Equal(b, c.expect)
+		c.expect = nil
 	}
 	batch := c.batch.Load()
 	if batch == nil || !batch.fits(b, addr) {

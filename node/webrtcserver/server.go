@@ -82,8 +82,9 @@ type Stats struct {
 	GSODisabled atomic.Uint64
 	// PacketRingDatagrams counts datagrams sent through the packet path's rings
 	// (Config.PacketSend); PacketRingFull those that found a ring full and went by sendmmsg;
-	// PacketRingErrors the kicks (and messages) the kernel refused; PacketRingWaits the times a kick left frames
-	// in a ring (the device's queue holds the socket's whole send buffer) to be handed over again.
+	// PacketRingErrors the kicks (and messages) the kernel refused; PacketRingWaits the times a
+	// kick left frames in a ring (the device's queue holds the socket's whole send buffer) to be
+	// handed over again.
 	PacketRingDatagrams atomic.Uint64
 	PacketRingFull      atomic.Uint64
 	PacketRingErrors    atomic.Uint64

@@ -89,10 +89,12 @@ func newGCMSealer(masterKey, masterSalt []byte) (*gcmSealer, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer clear(key)
 	salt, err := deriveSRTPKey(labelSRTPSalt, masterKey, masterSalt, 12)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(salt)
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, fmt.Errorf("srtp: %w", err)
@@ -103,7 +105,6 @@ func newGCMSealer(masterKey, masterSalt []byte) (*gcmSealer, error) {
 	}
 	s := &gcmSealer{aead: aead}
 	copy(s.salt[:], salt)
-	clear(key)
 	return s, nil
 }
 
