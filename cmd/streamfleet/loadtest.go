@@ -81,7 +81,9 @@ func loadtestFlags(args []string) (loadtest.Config, loadtestOutput, error) {
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of the measurement window")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "per-session limit for HTTP, ICE and DTLS setup")
 	fs.BoolVar(&cfg.NoPublish, "no-publish", false, "only subscribe, to an existing stream")
-	fs.BoolVar(&cfg.ReceiverReports, "receiver-reports", false, "subscribers send RTCP receiver reports")
+	fs.BoolVar(&cfg.ReceiverReports, "receiver-reports", false, "subscribers send RTCP receiver reports (implies --pion-receive)")
+	fs.BoolVar(&cfg.PionReceive, "pion-receive", false, "WHEP subscribers read media through pion's receive chain instead of decrypting\n"+
+		"it in their sockets' read loops (several times the load tool's CPU per packet)")
 	fs.StringVar(&cfg.Ingest, "ingest", loadtest.ProtoWHIP, "how the publisher sends: whip, or srt (MPEG-TS to --srt)")
 	fs.StringVar(&cfg.Protocol, "protocol", loadtest.ProtoWHEP, "how subscribers read: whep, srt (from --srt) or rtsp (from --rtsp)")
 	fs.StringVar(&cfg.SRT, "srt", "127.0.0.1:9000", "the server's SRT `host:port`")

@@ -71,6 +71,10 @@ type Config struct {
 	NoPublish bool
 	// ReceiverReports makes subscribers send RTCP receiver reports (one more interceptor each).
 	ReceiverReports bool
+	// PionReceive leaves WHEP subscribers' media to pion's receive chain, instead of decrypting
+	// and measuring it in the sockets' read loops (directrx.go): several times the load tool's
+	// CPU per packet, for comparison.
+	PionReceive bool
 
 	// Ingest is how the publisher sends: "whip" (default) or "srt" (MPEG-TS).
 	Ingest string

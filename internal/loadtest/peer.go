@@ -91,9 +91,11 @@ type subscriberAPIs struct {
 	m   *webrtc.MediaEngine
 	ir  *interceptor.Registry
 	net transport.Net
+	// pionReceive leaves all media to pion's receive chain (Config.PionReceive).
+	pionReceive bool
 }
 
-func newSubscriberAPIs(se webrtc.SettingEngine, receiverReports bool) (*subscriberAPIs, error) {
+func newSubscriberAPIs(se webrtc.SettingEngine, receiverReports, pionReceive bool) (*subscriberAPIs, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, true); err != nil {
 		return nil, err
@@ -110,13 +112,19 @@ func newSubscriberAPIs(se webrtc.SettingEngine, receiverReports bool) (*subscrib
 	if err != nil {
 		return nil, fmt.Errorf("network interfaces: %w", err)
 	}
-	return &subscriberAPIs{se: se, m: m, ir: ir, net: n}, nil
+	// Receiver reports count packets in pion's interceptor chain, which direct receive bypasses.
+	pionReceive = pionReceive || receiverReports
+	return &subscriberAPIs{se: se, m: m, ir: ir, net: n, pionReceive: pionReceive}, nil
 }
 
-// forSubscriber returns an API whose sockets note arrivals in arr.
-func (a *subscriberAPIs) forSubscriber(arr *arrivals) *webrtc.API {
+// forSubscriber returns an API whose sockets note arrivals in arr and, unless direct is nil, read
+// adopted tracks' media themselves, with the keys from the DTLS key log.
+func (a *subscriberAPIs) forSubscriber(arr *arrivals, direct *directRx) *webrtc.API {
 	se := a.se
-	se.SetNet(stampNet(a.net, arr))
+	se.SetNet(stampNet(a.net, arr, direct))
+	if direct != nil {
+		se.SetDTLSKeyLogWriter(direct)
+	}
 	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(a.m),
 		webrtc.WithInterceptorRegistry(a.ir))
 }

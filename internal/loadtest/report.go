@@ -50,6 +50,22 @@ type Report struct {
 	ServerProcesses []ProcessUsage `json:"server_processes,omitempty"`
 	ServerTotal     *ProcessUsage  `json:"server_total,omitempty"`
 	LoadTool        Usage          `json:"load_tool"`
+	// Receive is how the WHEP subscribers' media was read, over the whole run; nil for SRT and
+	// RTSP subscribers.
+	Receive *ReceiveStats `json:"receive,omitempty"`
+}
+
+// ReceiveStats counts the WHEP subscribers' packets by the path that read them: pion's receive
+// chain, or the sockets' read loops, which decrypt adopted tracks' SRTP themselves (direct).
+type ReceiveStats struct {
+	// Direct is false with Config.PionReceive or ReceiverReports.
+	Direct bool `json:"direct"`
+	// DirectSubscribers had media read directly (the others' keys were not found).
+	DirectSubscribers int    `json:"direct_subscribers"`
+	PionPackets       uint64 `json:"pion_packets"`
+	DirectPackets     uint64 `json:"direct_packets"`
+	// DirectErrors counts adopted packets that did not decrypt; they were dropped (so lost).
+	DirectErrors uint64 `json:"direct_errors,omitempty"`
 }
 
 // SubscriberCounts counts WHEP subscribers by outcome.
@@ -201,6 +217,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	line("load tool", "CPU %.2f cores (%.1f s), max RSS %s", r.LoadTool.CPUCores, r.LoadTool.CPUSeconds,
 		mib(r.LoadTool.MaxRSSBytes))
+	if rc := r.Receive; rc != nil {
+		if rc.Direct {
+			line("receive", "direct for %d of %d subscribers: %d packets decrypted in the socket read loop, %d through pion; %d undecryptable",
+				rc.DirectSubscribers, r.Subscribers.Connected, rc.DirectPackets, rc.PionPackets, rc.DirectErrors)
+		} else {
+			line("receive", "pion's receive chain: %d packets", rc.PionPackets)
+		}
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -56,7 +56,7 @@ func (s *subscriber) connectRTSP(cfg Config) error {
 		}
 		s.onRTP(isVideo, pkt.SequenceNumber, pkt.Payload, keyframeStart, &lastPLI, func() {
 			_ = c.WritePacketRTCP(m, &rtcp.PictureLossIndication{MediaSSRC: pkt.SSRC})
-		}, pkt.SSRC)
+		}, pkt.SSRC, 0)
 	})
 	if _, err := c.Play(nil); err != nil {
 		return fmt.Errorf("rtsp play: %w", err)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/dtls/v3"
+	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 )
 
@@ -185,5 +187,75 @@ func TestRunCancelledDuringRamp(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("Run took %v to stop after cancellation", d)
+	}
+}
+
+// TestRunReceivePaths runs two subscribers against pion servers that differ in what the key log
+// leaves out (the DTLS role, the SRTP profile, the PRF's hash): each time the sockets' read loops
+// must find the keys and measure all but each track's first packets themselves, losing nothing;
+// with PionReceive, pion must read everything.
+func TestRunReceivePaths(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	cases := []struct {
+		name     string
+		pion     bool
+		settings func(*webrtc.SettingEngine)
+	}{
+		{name: "node-dtls-client-gcm"},
+		{name: "node-dtls-server-cm-sha384", settings: func(se *webrtc.SettingEngine) {
+			if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+				t.Fatal(err)
+			}
+			se.SetSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80)
+			se.SetDTLSCipherSuites(dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)
+		}},
+		{name: "pion-receive", pion: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var settings []func(*webrtc.SettingEngine)
+			if tc.settings != nil {
+				settings = append(settings, tc.settings)
+			}
+			srv := newTestServer(t, "", settings...)
+			cfg := DefaultConfig()
+			cfg.Server = srv.http.URL
+			cfg.Subscribers = 2
+			cfg.RampPerSecond = 20
+			cfg.Warmup = 500 * time.Millisecond
+			cfg.Duration = 2 * time.Second
+			cfg.PionReceive = tc.pion
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			rep, err := Run(ctx, cfg, testLogger(t))
+			srv.Close()
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			rc := rep.Receive
+			if rep.Subscribers.Connected != 2 || rc == nil {
+				t.Fatalf("subscribers %+v, receive %+v", rep.Subscribers, rc)
+			}
+			got := rc.PionPackets + rc.DirectPackets
+			if rep.Video.Packets < 2*30 || rep.Audio.Packets < 2*50 || rep.LossPercent != 0 || got < rep.Video.Packets+rep.Audio.Packets {
+				t.Errorf("video %d audio %d packets, %.2f %% lost; %d read in all", rep.Video.Packets, rep.Audio.Packets,
+					rep.LossPercent, got)
+			}
+			if tc.pion {
+				if rc.Direct || rc.DirectPackets != 0 || rc.DirectSubscribers != 0 {
+					t.Errorf("receive %+v, want all through pion", rc)
+				}
+				return
+			}
+			// Pion delivers each track's first packet or so (OnTrack), the read loops the rest.
+			if !rc.Direct || rc.DirectSubscribers != 2 || rc.DirectErrors != 0 || rc.PionPackets > 20 || rc.DirectPackets < 10*rc.PionPackets {
+				t.Errorf("receive %+v, want nearly all direct for both subscribers", rc)
+			}
+			if rep.SocketDelay.Count == 0 || rep.Video.SocketDelay.Count == 0 || rep.Audio.SocketDelay.Count == 0 {
+				t.Errorf("socket delay samples: all %d video %d audio %d", rep.SocketDelay.Count, rep.Video.SocketDelay.Count,
+					rep.Audio.SocketDelay.Count)
+			}
+		})
 	}
 }

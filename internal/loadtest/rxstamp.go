@@ -121,14 +121,17 @@ func (n *udpNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPCon
 }
 
 // stampNet is the transport.Net of one subscriber: the system's, with UDP sockets that note the
-// kernel receive time of every RTP datagram in arr. A socket that refuses receive timestamps is
-// left as it is (the subscriber then has no socket delay).
-func stampNet(n transport.Net, arr *arrivals) transport.Net {
+// kernel receive time of every RTP datagram in arr and, unless direct is nil, measure the media of
+// adopted tracks themselves (directrx.go). A socket that refuses receive timestamps still reads
+// directly, without them (the subscriber then has no socket delay); without direct it is left as
+// it is.
+func stampNet(n transport.Net, arr *arrivals, direct *directRx) transport.Net {
 	return &udpNet{Net: n, wrap: func(uc *net.UDPConn) transport.UDPConn {
-		if enableRxTimestamps(uc) != nil {
+		stamps := enableRxTimestamps(uc) == nil
+		if !stamps && direct == nil {
 			return uc
 		}
-		return &stampConn{UDPConn: uc, arr: arr, oob: make([]byte, unix.CmsgSpace(16))}
+		return &stampConn{UDPConn: uc, arr: arr, direct: direct, stamps: stamps, oob: make([]byte, unix.CmsgSpace(16))}
 	}}
 }
 
@@ -148,21 +151,41 @@ func enableRxTimestamps(uc *net.UDPConn) error {
 
 // stampConn reads with recvmsg and notes RTP arrivals. pion's ICE reads each candidate's socket
 // from one goroutine (ReadFromAddrPort when the socket has it, as here), so oob is not shared.
+// With direct, a read keeps reading while the datagrams are adopted tracks' media, which it
+// measures, and returns the first other one to pion; DTLS handshakes both ways are shown to the
+// direct reader for the ServerHello's random.
 type stampConn struct {
 	*net.UDPConn
-	arr *arrivals
-	oob []byte
+	arr    *arrivals
+	direct *directRx
+	stamps bool // SO_TIMESTAMPNS is on
+	oob    []byte
 }
 
 // ReadFromAddrPort is what pion's ICE reads with (see its AddrPortReaderWriter).
 func (c *stampConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	n, oobn, _, addr, err := c.ReadMsgUDPAddrPort(b, c.oob)
-	if err == nil {
-		if at, ok := rxTimestamp(c.oob[:oobn]); ok {
+	for {
+		n, oobn, _, addr, err := c.ReadMsgUDPAddrPort(b, c.oob)
+		if err != nil {
+			return n, addr, err
+		}
+		var at int64
+		if c.stamps {
+			at, _ = rxTimestamp(c.oob[:oobn])
+		}
+		if c.direct != nil {
+			if c.direct.consume(b[:n], at) {
+				continue
+			}
+			if n > 0 && b[0] == dtlsHandshake {
+				c.direct.sniff(b[:n])
+			}
+		}
+		if at != 0 {
 			c.arr.noteDatagram(b[:n], at)
 		}
+		return n, addr, nil
 	}
-	return n, addr, err
 }
 
 // ReadFrom is ReadFromAddrPort for callers that want a net.Addr.
@@ -172,6 +195,22 @@ func (c *stampConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		return n, nil, err
 	}
 	return n, net.UDPAddrFromAddrPort(addr), nil
+}
+
+// WriteToAddrPort is what pion's ICE writes with; a DTLS handshake is shown to the direct reader.
+func (c *stampConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if c.direct != nil && len(b) > 0 && b[0] == dtlsHandshake {
+		c.direct.sniff(b)
+	}
+	return c.UDPConn.WriteToUDPAddrPort(b, addr)
+}
+
+// WriteTo is WriteToAddrPort for callers with a net.Addr.
+func (c *stampConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.direct != nil && len(b) > 0 && b[0] == dtlsHandshake {
+		c.direct.sniff(b)
+	}
+	return c.UDPConn.WriteTo(b, addr)
 }
 
 // rxTimestamp finds the SCM_TIMESTAMPNS control message (a struct timespec, CLOCK_REALTIME) in

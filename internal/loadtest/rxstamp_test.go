@@ -19,7 +19,7 @@ func TestStampConnNotesRTPArrivals(t *testing.T) {
 		t.Fatal(err)
 	}
 	arr := new(arrivals)
-	c, err := stampNet(sys, arr).ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	c, err := stampNet(sys, arr, nil).ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}

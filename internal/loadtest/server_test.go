@@ -40,7 +40,8 @@ type testServer struct {
 	deletes            atomic.Int64
 }
 
-func newTestServer(t testing.TB, token string) *testServer {
+// newTestServer starts the server; each setting, if any, adjusts its SettingEngine.
+func newTestServer(t testing.TB, token string, settings ...func(*webrtc.SettingEngine)) *testServer {
 	t.Helper()
 	var se webrtc.SettingEngine
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -49,6 +50,9 @@ func newTestServer(t testing.TB, token string) *testServer {
 	// Offer and accept only 127.0.0.1, so that no test packet leaves the loopback interface.
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	for _, set := range settings {
+		set(&se)
+	}
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)

@@ -43,9 +43,13 @@ type subscriber struct {
 	// when the publisher's packets went out (sendstamp.go).
 	arr *arrivals
 	out *outTimes
+	// direct reads the WHEP subscriber's media in its sockets' read loops; nil with
+	// Config.PionReceive (directrx.go).
+	direct *directRx
 
 	mu      sync.Mutex
 	closing bool
+	tracks  []*trackReader // the WHEP tracks, for their counts
 	wg      sync.WaitGroup
 }
 
@@ -66,7 +70,10 @@ func newSubscriber(id int, sig *signaler, out *outTimes, measuring *atomic.Bool)
 func (s *subscriber) connect(ctx context.Context, apis *subscriberAPIs, endpoint string) error {
 	var err error
 	s.arr = new(arrivals)
-	if s.pc, err = apis.forSubscriber(s.arr).NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if !apis.pionReceive {
+		s.direct = newDirectRx()
+	}
+	if s.pc, err = apis.forSubscriber(s.arr, s.direct).NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("new peer connection: %w", err)
 	}
 	recvonly := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}
@@ -144,23 +151,29 @@ func (s *subscriber) drainRTCP(r *webrtc.RTPReceiver) {
 	}
 }
 
-// readTrack is the OnTrack handler: it reads the track until the PeerConnection closes. The work
-// per packet is a header parse, a clock read and, inside the measurement window, a sequence
-// counter and a histogram update; nothing allocates.
+// readTrack is the OnTrack handler: it reads the track until the PeerConnection closes. With
+// direct receive (directrx.go) the track is handed to the socket's reader after its first packet,
+// and this loop then only sees what pion still delivers. The work per packet is a header parse, a
+// clock read and, inside the measurement window, a sequence counter and a histogram update;
+// nothing allocates.
 func (s *subscriber) readTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	if !s.enter() {
 		return
 	}
 	defer s.wg.Done()
-	isVideo := track.Kind() == webrtc.RTPCodecTypeVideo
-	keyframeStart := h264KeyframeStart
+	t := &trackReader{s: s, isVideo: track.Kind() == webrtc.RTPCodecTypeVideo, ssrc: uint32(track.SSRC()),
+		keyframeStart: h264KeyframeStart}
 	if strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeVP8) {
-		keyframeStart = vp8KeyframeStart
+		t.keyframeStart = vp8KeyframeStart
 	}
-	var lastPLI time.Time
-	ssrc := uint32(track.SSRC())
-	requestKeyframe := func() {
-		_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	t.requestKeyframe = func() {
+		_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: t.ssrc}})
+	}
+	s.mu.Lock()
+	s.tracks = append(s.tracks, t)
+	s.mu.Unlock()
+	if s.direct != nil {
+		s.direct.adopt(t)
 	}
 	buf := make([]byte, 1500)
 	for {
@@ -172,13 +185,58 @@ func (s *subscriber) readTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver)
 		if !ok {
 			continue
 		}
-		s.onRTP(isVideo, seq, payload, keyframeStart, &lastPLI, requestKeyframe, ssrc)
+		t.packet(seq, payload, 0, false)
 	}
 }
 
-// onRTP measures one RTP packet of a WHEP or RTSP subscriber.
+// trackReader measures the packets of one WHEP track. They come from pion's track reader and,
+// once the track is adopted for direct receive, from the socket's read loop, hence mu.
+type trackReader struct {
+	s               *subscriber
+	isVideo         bool
+	ssrc            uint32
+	keyframeStart   func([]byte) bool
+	requestKeyframe func()
+
+	mu      sync.Mutex
+	lastPLI time.Time
+	// viaPion and viaDirect count the packets measured each way, over the whole run.
+	viaPion, viaDirect uint64
+
+	// direct is guarded by the directRx's mu: a packet of the track was decrypted there.
+	direct bool
+}
+
+// packet measures one packet, received at Unix ns at when known (else 0).
+func (t *trackReader) packet(seq uint16, payload []byte, at int64, direct bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if direct {
+		t.viaDirect++
+	} else {
+		t.viaPion++
+	}
+	t.s.onRTP(t.isVideo, seq, payload, t.keyframeStart, &t.lastPLI, t.requestKeyframe, t.ssrc, at)
+}
+
+// receiveCounts returns how many packets the subscriber's WHEP tracks measured through pion and
+// directly, once the subscriber is closed.
+func (s *subscriber) receiveCounts() (viaPion, viaDirect uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.tracks {
+		t.mu.Lock()
+		viaPion += t.viaPion
+		viaDirect += t.viaDirect
+		t.mu.Unlock()
+	}
+	return viaPion, viaDirect
+}
+
+// onRTP measures one RTP packet of a WHEP or RTSP subscriber; at is when the kernel received it
+// (Unix ns), 0 when the caller does not know (the WHEP subscriber's arrivals may then).
 func (s *subscriber) onRTP(isVideo bool, seq uint16, payload []byte, keyframeStart func([]byte) bool,
-	lastPLI *time.Time, requestKeyframe func(), ssrc uint32,
+	lastPLI *time.Time, requestKeyframe func(), ssrc uint32, at int64,
 ) {
 	now := time.Now()
 	stats := &s.audio
@@ -195,10 +253,11 @@ func (s *subscriber) onRTP(isVideo bool, seq uint16, payload []byte, keyframeSta
 	if stamp, ok := readStamp(payload); ok {
 		sent := s.out.sentAt(stamp)
 		stats.delay.record(time.Duration(now.UnixNano() - sent))
-		if s.arr != nil {
-			if at, ok := s.arr.lookup(ssrc, seq); ok {
-				stats.socketDelay.record(time.Duration(at - sent))
-			}
+		if at == 0 && s.arr != nil {
+			at, _ = s.arr.lookup(ssrc, seq)
+		}
+		if at != 0 {
+			stats.socketDelay.record(time.Duration(at - sent))
 		}
 	}
 }

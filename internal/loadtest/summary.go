@@ -20,6 +20,10 @@ func (r *run) report(w *window) *Report {
 		Subscribers:     SubscriberCounts{Requested: r.cfg.Subscribers},
 	}
 
+	var recv *ReceiveStats
+	if r.cfg.protocol() == ProtoWHEP {
+		recv = &ReceiveStats{Direct: !r.subAPIs.pionReceive}
+	}
 	var ttff, ttfk []time.Duration
 	var video, audio, all, videoSock, audioSock, allSock histogram
 	var vseq, aseq seqCounter
@@ -50,7 +54,19 @@ func (r *run) report(w *window) *Report {
 		audioSock.merge(&s.audio.socketDelay)
 		addSeq(&vseq, &s.video.seq)
 		addSeq(&aseq, &s.audio.seq)
+		if recv != nil {
+			viaPion, viaDirect := s.receiveCounts()
+			recv.PionPackets += viaPion
+			recv.DirectPackets += viaDirect
+			if viaDirect > 0 {
+				recv.DirectSubscribers++
+			}
+			if s.direct != nil {
+				recv.DirectErrors += s.direct.stats()
+			}
+		}
 	}
+	rep.Receive = recv
 	all.merge(&video)
 	all.merge(&audio)
 	allSock.merge(&videoSock)
