@@ -235,8 +235,8 @@ func (d *directRx) findContext(b []byte) (*srtp.Context, []byte) {
 	return nil, nil
 }
 
-// stats returns how many packets were not decrypted.
-func (d *directRx) stats() uint64 {
+// undecryptable returns how many adopted packets did not decrypt.
+func (d *directRx) undecryptable() uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.errors

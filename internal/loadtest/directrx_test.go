@@ -143,8 +143,8 @@ func TestDirectRxDecrypts(t *testing.T) {
 				}
 				bad := f.srtp(t, 7, 2)
 				bad[len(bad)-1] ^= 1
-				if !f.d.consume(bad, 1) || f.d.stats() != 1 || audio.viaDirect != 2 {
-					t.Errorf("a corrupted packet: errors %d, measured %d", f.d.stats(), audio.viaDirect)
+				if !f.d.consume(bad, 1) || f.d.undecryptable() != 1 || audio.viaDirect != 2 {
+					t.Errorf("a corrupted packet: errors %d, measured %d", f.d.undecryptable(), audio.viaDirect)
 				}
 				rtcpPkt := []byte{0x80, 200, 0, 6, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0}
 				if f.d.consume(rtcpPkt, 1) || f.d.consume(f.srtp(t, 11, 5), 1) || f.d.consume([]byte{0x80, 1}, 1) {

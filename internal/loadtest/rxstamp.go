@@ -177,9 +177,7 @@ func (c *stampConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 			if c.direct.consume(b[:n], at) {
 				continue
 			}
-			if n > 0 && b[0] == dtlsHandshake {
-				c.direct.sniff(b[:n])
-			}
+			c.sniffDTLS(b[:n])
 		}
 		if at != 0 {
 			c.arr.noteDatagram(b[:n], at)
@@ -199,18 +197,21 @@ func (c *stampConn) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // WriteToAddrPort is what pion's ICE writes with; a DTLS handshake is shown to the direct reader.
 func (c *stampConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
-	if c.direct != nil && len(b) > 0 && b[0] == dtlsHandshake {
-		c.direct.sniff(b)
-	}
+	c.sniffDTLS(b)
 	return c.UDPConn.WriteToUDPAddrPort(b, addr)
 }
 
 // WriteTo is WriteToAddrPort for callers with a net.Addr.
 func (c *stampConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	c.sniffDTLS(b)
+	return c.UDPConn.WriteTo(b, addr)
+}
+
+// sniffDTLS shows a DTLS handshake datagram, sent or received, to the direct reader.
+func (c *stampConn) sniffDTLS(b []byte) {
 	if c.direct != nil && len(b) > 0 && b[0] == dtlsHandshake {
 		c.direct.sniff(b)
 	}
-	return c.UDPConn.WriteTo(b, addr)
 }
 
 // rxTimestamp finds the SCM_TIMESTAMPNS control message (a struct timespec, CLOCK_REALTIME) in

@@ -62,7 +62,7 @@ func (r *run) report(w *window) *Report {
 				recv.DirectSubscribers++
 			}
 			if s.direct != nil {
-				recv.DirectErrors += s.direct.stats()
+				recv.DirectErrors += s.direct.undecryptable()
 			}
 		}
 	}
