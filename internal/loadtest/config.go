@@ -75,6 +75,9 @@ type Config struct {
 	// and measuring it in the sockets' read loops (directrx.go): several times the load tool's
 	// CPU per packet, for comparison.
 	PionReceive bool
+	// NoGRO leaves UDP GRO off on WHEP subscribers' sockets (rxstamp.go): each datagram of a
+	// server's UDP GSO run is then queued, and its reader woken, on its own.
+	NoGRO bool
 
 	// Ingest is how the publisher sends: "whip" (default) or "srt" (MPEG-TS).
 	Ingest string

@@ -93,9 +93,11 @@ type subscriberAPIs struct {
 	net transport.Net
 	// pionReceive leaves all media to pion's receive chain (Config.PionReceive).
 	pionReceive bool
+	// gro counts the sockets' UDP GRO reads; nil without UDP GRO (Config.NoGRO).
+	gro *groCounts
 }
 
-func newSubscriberAPIs(se webrtc.SettingEngine, receiverReports, pionReceive bool) (*subscriberAPIs, error) {
+func newSubscriberAPIs(se webrtc.SettingEngine, receiverReports, pionReceive, noGRO bool) (*subscriberAPIs, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, true); err != nil {
 		return nil, err
@@ -114,14 +116,18 @@ func newSubscriberAPIs(se webrtc.SettingEngine, receiverReports, pionReceive boo
 	}
 	// Receiver reports count packets in pion's interceptor chain, which direct receive bypasses.
 	pionReceive = pionReceive || receiverReports
-	return &subscriberAPIs{se: se, m: m, ir: ir, net: n, pionReceive: pionReceive}, nil
+	a := &subscriberAPIs{se: se, m: m, ir: ir, net: n, pionReceive: pionReceive}
+	if !noGRO {
+		a.gro = new(groCounts)
+	}
+	return a, nil
 }
 
 // forSubscriber returns an API whose sockets note arrivals in arr and, unless direct is nil, read
 // adopted tracks' media themselves, with the keys from the DTLS key log.
 func (a *subscriberAPIs) forSubscriber(arr *arrivals, direct *directRx) *webrtc.API {
 	se := a.se
-	se.SetNet(stampNet(a.net, arr, direct))
+	se.SetNet(stampNet(a.net, arr, direct, a.gro))
 	if direct != nil {
 		se.SetDTLSKeyLogWriter(direct)
 	}

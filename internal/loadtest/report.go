@@ -66,6 +66,11 @@ type ReceiveStats struct {
 	DirectPackets     uint64 `json:"direct_packets"`
 	// DirectErrors counts adopted packets that did not decrypt; they were dropped (so lost).
 	DirectErrors uint64 `json:"direct_errors,omitempty"`
+	// GRO is whether the sockets took UDP GRO (Config.NoGRO); GROReads counts the reads that
+	// returned more than one datagram (a server's UDP GSO run), GRODatagrams those datagrams.
+	GRO          bool   `json:"gro"`
+	GROReads     uint64 `json:"gro_reads"`
+	GRODatagrams uint64 `json:"gro_datagrams"`
 }
 
 // SubscriberCounts counts WHEP subscribers by outcome.
@@ -223,6 +228,11 @@ func (r *Report) WriteText(w io.Writer) error {
 				rc.DirectSubscribers, r.Subscribers.Connected, rc.DirectPackets, rc.PionPackets, rc.DirectErrors)
 		} else {
 			line("receive", "pion's receive chain: %d packets", rc.PionPackets)
+		}
+		if rc.GRO {
+			line("  UDP GRO", "%d reads carried %d datagrams of the server's GSO runs", rc.GROReads, rc.GRODatagrams)
+		} else {
+			line("  UDP GRO", "off")
 		}
 	}
 	_, err := io.WriteString(w, b.String())

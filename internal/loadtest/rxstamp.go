@@ -122,17 +122,53 @@ func (n *udpNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPCon
 
 // stampNet is the transport.Net of one subscriber: the system's, with UDP sockets that note the
 // kernel receive time of every RTP datagram in arr and, unless direct is nil, measure the media of
-// adopted tracks themselves (directrx.go). A socket that refuses receive timestamps still reads
-// directly, without them (the subscriber then has no socket delay); without direct it is left as
-// it is.
-func stampNet(n transport.Net, arr *arrivals, direct *directRx) transport.Net {
+// adopted tracks themselves (directrx.go). With gro (not nil) the sockets also take UDP GRO, counted
+// there. A socket that refuses receive timestamps still reads directly, without them (the
+// subscriber then has no socket delay); without direct it is left as it is.
+func stampNet(n transport.Net, arr *arrivals, direct *directRx, gro *groCounts) transport.Net {
 	return &udpNet{Net: n, wrap: func(uc *net.UDPConn) transport.UDPConn {
 		stamps := enableRxTimestamps(uc) == nil
 		if !stamps && direct == nil {
 			return uc
 		}
-		return &stampConn{UDPConn: uc, arr: arr, direct: direct, stamps: stamps, oob: make([]byte, unix.CmsgSpace(16))}
+		c := &stampConn{UDPConn: uc, arr: arr, direct: direct, stamps: stamps,
+			oob: make([]byte, unix.CmsgSpace(16)+unix.CmsgSpace(4))}
+		if gro != nil && enableGRO(uc) == nil {
+			c.gro, c.buf = gro, make([]byte, groBufferSize)
+		}
+		return c
 	}}
+}
+
+// UDP GRO (Linux 5.0): a socket that asks for it is handed a run of datagrams sent as one UDP GSO
+// message (UDP_SEGMENT), or merged by the receiving device's GRO, as one buffer, with the segment
+// size in a control message, instead of each datagram queued, and its reader woken, on its own.
+// On loopback the node pays for its viewers' receive path inside its own send, so this takes the
+// load tool's share out of the node's CPU figure where the node sends GSO runs (as a NIC would:
+// the viewers' machines then do that work). It changes no datagram: the reader cuts the buffer
+// back into them.
+
+// groBufferSize holds the largest GSO message (a UDP datagram's 64 KiB).
+const groBufferSize = 65535
+
+// groCounts counts, over a run, the reads that returned more than one datagram and those
+// datagrams.
+type groCounts struct {
+	reads, datagrams atomic.Uint64
+}
+
+func enableGRO(uc *net.UDPConn) error {
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 func enableRxTimestamps(uc *net.UDPConn) error {
@@ -150,40 +186,86 @@ func enableRxTimestamps(uc *net.UDPConn) error {
 }
 
 // stampConn reads with recvmsg and notes RTP arrivals. pion's ICE reads each candidate's socket
-// from one goroutine (ReadFromAddrPort when the socket has it, as here), so oob is not shared.
-// With direct, a read keeps reading while the datagrams are adopted tracks' media, which it
-// measures, and returns the first other one to pion; DTLS handshakes both ways are shown to the
-// direct reader for the ServerHello's random.
+// from one goroutine (ReadFromAddrPort when the socket has it, as here), so oob and the GRO state
+// are not shared. With direct, a read keeps reading while the datagrams are adopted tracks' media,
+// which it measures, and returns the first other one to pion; DTLS handshakes both ways are shown
+// to the direct reader for the ServerHello's random.
 type stampConn struct {
 	*net.UDPConn
 	arr    *arrivals
 	direct *directRx
 	stamps bool // SO_TIMESTAMPNS is on
 	oob    []byte
+
+	// With UDP GRO: reads go to buf, and the datagrams of the last read not yet handed out are
+	// pend (segments of seg bytes, the last one maybe shorter), received at pendAt from pendAddr.
+	gro      *groCounts
+	buf      []byte
+	pend     []byte
+	seg      int
+	pendAt   int64
+	pendAddr netip.AddrPort
 }
 
 // ReadFromAddrPort is what pion's ICE reads with (see its AddrPortReaderWriter).
 func (c *stampConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	for {
-		n, oobn, _, addr, err := c.ReadMsgUDPAddrPort(b, c.oob)
-		if err != nil {
-			return n, addr, err
-		}
+		var d []byte
 		var at int64
-		if c.stamps {
-			at, _ = rxTimestamp(c.oob[:oobn])
+		var addr netip.AddrPort
+		if c.gro != nil {
+			if len(c.pend) == 0 {
+				if err := c.readGRO(); err != nil {
+					return 0, netip.AddrPort{}, err
+				}
+			}
+			n := min(c.seg, len(c.pend))
+			d, c.pend = c.pend[:n:n], c.pend[n:] // capped: nothing appends into the next datagram
+			at, addr = c.pendAt, c.pendAddr
+		} else {
+			n, oobn, _, from, err := c.ReadMsgUDPAddrPort(b, c.oob)
+			if err != nil {
+				return n, from, err
+			}
+			d, addr = b[:n], from
+			if c.stamps {
+				at, _ = rxControl(c.oob[:oobn])
+			}
 		}
 		if c.direct != nil {
-			if c.direct.consume(b[:n], at) {
+			if c.direct.consume(d, at) {
 				continue
 			}
-			c.sniffDTLS(b[:n])
+			c.sniffDTLS(d)
 		}
 		if at != 0 {
-			c.arr.noteDatagram(b[:n], at)
+			c.arr.noteDatagram(d, at)
 		}
-		return n, addr, nil
+		if c.gro != nil {
+			return copy(b, d), addr, nil // a datagram longer than b is cut, as a read into b would
+		}
+		return len(d), addr, nil
 	}
+}
+
+// readGRO reads the next buffer of datagrams into pend.
+func (c *stampConn) readGRO() error {
+	n, oobn, _, from, err := c.ReadMsgUDPAddrPort(c.buf, c.oob)
+	if err != nil {
+		return err
+	}
+	at, seg := rxControl(c.oob[:oobn])
+	if !c.stamps {
+		at = 0
+	}
+	if seg <= 0 || seg >= n {
+		seg = n // one datagram (an empty one too: it is handed out once)
+	} else {
+		c.gro.reads.Add(1)
+		c.gro.datagrams.Add(uint64((n + seg - 1) / seg))
+	}
+	c.pend, c.seg, c.pendAt, c.pendAddr = c.buf[:n], seg, at, from
+	return nil
 }
 
 // ReadFrom is ReadFromAddrPort for callers that want a net.Addr.
@@ -214,10 +296,11 @@ func (c *stampConn) sniffDTLS(b []byte) {
 	}
 }
 
-// rxTimestamp finds the SCM_TIMESTAMPNS control message (a struct timespec, CLOCK_REALTIME) in
-// oob and returns it in Unix ns, without allocating. The cmsghdr is read field by field (its
-// length is a size_t: 8 bytes on 64-bit Linux, 4 on 32-bit) rather than cast.
-func rxTimestamp(oob []byte) (int64, bool) {
+// rxControl finds, in the control messages of a read, the SCM_TIMESTAMPNS time (a struct
+// timespec, CLOCK_REALTIME) in Unix ns and the UDP_GRO segment size (an int), each 0 when it is not
+// there, without allocating. The cmsghdr is read field by field (its length is a size_t: 8 bytes
+// on 64-bit Linux, 4 on 32-bit) rather than cast.
+func rxControl(oob []byte) (at int64, seg int) {
 	const lenSize = unix.SizeofCmsghdr - 8 // level and type are int32s
 	for len(oob) >= unix.SizeofCmsghdr {
 		var l int
@@ -227,21 +310,24 @@ func rxTimestamp(oob []byte) (int64, bool) {
 			l = int(binary.NativeEndian.Uint32(oob))
 		}
 		if l < unix.SizeofCmsghdr || l > len(oob) {
-			return 0, false
+			return at, seg
 		}
 		level := int32(binary.NativeEndian.Uint32(oob[lenSize:]))
 		typ := int32(binary.NativeEndian.Uint32(oob[lenSize+4:]))
-		if level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS && l >= unix.CmsgLen(16) {
-			d := oob[unix.CmsgLen(0):]
+		d := oob[unix.CmsgLen(0):l]
+		switch {
+		case level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS && len(d) >= 16:
 			sec := int64(binary.NativeEndian.Uint64(d))
 			nsec := int64(binary.NativeEndian.Uint64(d[8:]))
-			return sec*1e9 + nsec, true
+			at = sec*1e9 + nsec
+		case level == unix.IPPROTO_UDP && typ == unix.UDP_GRO && len(d) >= 4:
+			seg = int(int32(binary.NativeEndian.Uint32(d)))
 		}
 		next := unix.CmsgSpace(l - unix.CmsgLen(0))
 		if next > len(oob) {
-			return 0, false
+			return at, seg
 		}
 		oob = oob[next:]
 	}
-	return 0, false
+	return at, seg
 }

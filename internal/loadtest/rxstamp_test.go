@@ -1,13 +1,17 @@
 package loadtest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
+	"github.com/pion/srtp/v3"
 	"github.com/pion/transport/v4/stdnet"
+	"golang.org/x/sys/unix"
 )
 
 // TestStampConnNotesRTPArrivals sends datagrams to a subscriber socket made by stampNet over
@@ -19,7 +23,7 @@ func TestStampConnNotesRTPArrivals(t *testing.T) {
 		t.Fatal(err)
 	}
 	arr := new(arrivals)
-	c, err := stampNet(sys, arr, nil).ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	c, err := stampNet(sys, arr, nil, nil).ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,16 +122,16 @@ func TestArrivalsRing(t *testing.T) {
 	wg.Wait()
 }
 
-func TestRxTimestampMalformed(t *testing.T) {
+func TestRxControlMalformed(t *testing.T) {
 	for _, oob := range [][]byte{nil, make([]byte, 8), make([]byte, 40)} {
-		if _, ok := rxTimestamp(oob); ok {
-			t.Errorf("timestamp found in %x", oob)
+		if at, seg := rxControl(oob); at != 0 || seg != 0 {
+			t.Errorf("time %d, segment %d found in %x", at, seg, oob)
 		}
 	}
 	bad := make([]byte, 32)
 	binary.NativeEndian.PutUint64(bad, 1000) // a length past the buffer
-	if _, ok := rxTimestamp(bad); ok {
-		t.Error("timestamp found in a message longer than its buffer")
+	if at, seg := rxControl(bad); at != 0 || seg != 0 {
+		t.Error("control message found in a message longer than its buffer")
 	}
 }
 
@@ -137,7 +141,7 @@ func FuzzArrivals(f *testing.F) {
 	f.Add([]byte{0x80, 102, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 1, 2}, []byte{})
 	f.Add([]byte{0x81, 201, 0, 1}, make([]byte, 32))
 	f.Fuzz(func(t *testing.T, dgram, oob []byte) {
-		_, _ = rxTimestamp(oob)
+		_, _ = rxControl(oob)
 		arr := new(arrivals)
 		arr.noteDatagram(dgram, 42)
 		if len(dgram) >= 12 && dgram[0] >= 128 && dgram[0] <= 191 && (dgram[1] < 192 || dgram[1] > 223) {
@@ -147,4 +151,110 @@ func FuzzArrivals(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sendGSO sends dgrams from tx as one UDP GSO message (UDP_SEGMENT of the first's size): the
+// kernel cuts it into those datagrams, or, to a socket with UDP GRO on loopback, queues it whole.
+func sendGSO(t *testing.T, tx *net.UDPConn, dgrams ...[]byte) {
+	t.Helper()
+	oob := make([]byte, unix.CmsgSpace(2))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(len(dgrams[0])))
+	if _, _, err := tx.WriteMsgUDP(bytes.Join(dgrams, nil), oob, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStampConnGRO: a subscriber socket with UDP GRO gets a GSO run on loopback as one buffer and
+// hands it out datagram by datagram, unchanged and in order, each with the run's kernel time;
+// adopted SRTP media in the run is measured in the read loop and the RTCP after it returned; a
+// lone datagram after the run reads as before, and the run is counted.
+func TestStampConnGRO(t *testing.T) {
+	sys, err := stdnet.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newDirectFixture(t, srtp.ProtectionProfileAeadAes128Gcm, true)
+	audio := &trackReader{s: f.sub, ssrc: 7, keyframeStart: h264KeyframeStart}
+	f.d.adopt(audio)
+	arr, gro := new(arrivals), new(groCounts)
+	c, err := stampNet(sys, arr, f.d, gro).ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc := c.(*stampConn)
+	if sc.gro == nil {
+		t.Fatal("the socket did not take UDP_GRO")
+	}
+	tx, err := net.DialUDP("udp4", nil, c.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	buf := make([]byte, 1500)
+	read := func() []byte {
+		t.Helper()
+		if err := sc.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, addr, err := sc.ReadFromAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if addr.String() != tx.LocalAddr().String() {
+			t.Errorf("sender %v, want %v", addr, tx.LocalAddr())
+		}
+		return append([]byte(nil), buf[:n]...)
+	}
+
+	// Adopted media, then RTCP (shorter, so it may end the run): only the RTCP reaches the caller.
+	rtcpPkt := []byte{0x80, 200, 0, 3, 0, 0, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8}
+	sendGSO(t, tx, f.srtp(t, 7, 10), f.srtp(t, 7, 11), f.srtp(t, 7, 12), rtcpPkt)
+	if got := read(); !bytes.Equal(got, rtcpPkt) {
+		t.Fatalf("read %x, want the RTCP after the run's media", got)
+	}
+	if audio.viaDirect != 3 || f.d.undecryptable() != 0 {
+		t.Errorf("measured %d of the run's 3 media packets (%d undecryptable)", audio.viaDirect, f.d.undecryptable())
+	}
+	if gro.reads.Load() != 1 || gro.datagrams.Load() != 4 {
+		t.Errorf("GRO counted %d reads, %d datagrams; want 1 and 4", gro.reads.Load(), gro.datagrams.Load())
+	}
+
+	// Media of a track not adopted: every datagram goes to the caller, noted at one time.
+	rtpPkt := func(seq uint16) []byte {
+		b := make([]byte, 100)
+		b[0], b[1] = 0x80, 102
+		binary.BigEndian.PutUint16(b[2:], seq)
+		binary.BigEndian.PutUint32(b[8:], 9)
+		b[99] = byte(seq)
+		return b
+	}
+	before := time.Now().UnixNano()
+	sendGSO(t, tx, rtpPkt(1), rtpPkt(2), rtpPkt(3))
+	var at []int64
+	for seq := uint16(1); seq <= 3; seq++ {
+		if got := read(); !bytes.Equal(got, rtpPkt(seq)) {
+			t.Fatalf("datagram %d of the run: %x", seq, got)
+		}
+		a, ok := arr.lookup(9, seq)
+		if !ok || a < before {
+			t.Fatalf("datagram %d noted %v at %d, sent after %d", seq, ok, a, before)
+		}
+		at = append(at, a)
+	}
+	if at[0] != at[1] || at[1] != at[2] {
+		t.Errorf("one run's datagrams noted at different times %v", at)
+	}
+	if _, err := tx.Write(rtpPkt(4)); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); !bytes.Equal(got, rtpPkt(4)) {
+		t.Errorf("lone datagram read %x", got)
+	}
+	if gro.reads.Load() != 2 || gro.datagrams.Load() != 7 {
+		t.Errorf("GRO counted %d reads, %d datagrams; want 2 and 7", gro.reads.Load(), gro.datagrams.Load())
+	}
 }

@@ -23,6 +23,9 @@ func (r *run) report(w *window) *Report {
 	var recv *ReceiveStats
 	if r.cfg.protocol() == ProtoWHEP {
 		recv = &ReceiveStats{Direct: !r.subAPIs.pionReceive}
+		if g := r.subAPIs.gro; g != nil {
+			recv.GRO, recv.GROReads, recv.GRODatagrams = true, g.reads.Load(), g.datagrams.Load()
+		}
 	}
 	var ttff, ttfk []time.Duration
 	var video, audio, all, videoSock, audioSock, allSock histogram
