@@ -127,14 +127,14 @@ func (n *udpNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPCon
 // subscriber then has no socket delay); without direct it is left as it is.
 func stampNet(n transport.Net, arr *arrivals, direct *directRx, gro *groCounts) transport.Net {
 	return &udpNet{Net: n, wrap: func(uc *net.UDPConn) transport.UDPConn {
-		stamps := enableRxTimestamps(uc) == nil
+		stamps := setSockoptInt(uc, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) == nil
 		if !stamps && direct == nil {
 			return uc
 		}
 		c := &stampConn{UDPConn: uc, arr: arr, direct: direct, stamps: stamps,
 			oob: make([]byte, unix.CmsgSpace(16)+unix.CmsgSpace(4))}
-		if gro != nil && enableGRO(uc) == nil {
-			c.gro, c.buf = gro, make([]byte, groBufferSize)
+		if gro != nil && setSockoptInt(uc, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil {
+			c.gro = gro
 		}
 		return c
 	}}
@@ -143,12 +143,13 @@ func stampNet(n transport.Net, arr *arrivals, direct *directRx, gro *groCounts) 
 // UDP GRO (Linux 5.0): a socket that asks for it is handed a run of datagrams sent as one UDP GSO
 // message (UDP_SEGMENT), or merged by the receiving device's GRO, as one buffer, with the segment
 // size in a control message, instead of each datagram queued, and its reader woken, on its own.
-// On loopback the node pays for its viewers' receive path inside its own send, so this takes the
-// load tool's share out of the node's CPU figure where the node sends GSO runs (as a NIC would:
-// the viewers' machines then do that work). It changes no datagram: the reader cuts the buffer
-// back into them.
+// On loopback the node pays for its viewers' receive path inside its own send, so this takes part
+// of that work (cutting and queueing each datagram of a run) out of the node's CPU figure where
+// the node sends GSO runs; behind a NIC the viewers' machines do it. It changes no datagram: the
+// reader cuts the buffer back into them.
 
-// groBufferSize holds the largest GSO message (a UDP datagram's 64 KiB).
+// groBufferSize holds the largest GSO message (a UDP datagram's 64 KiB): a shorter buffer would
+// lose the rest of a longer run. A socket allocates it on its first read.
 const groBufferSize = 65535
 
 // groCounts counts, over a run, the reads that returned more than one datagram and those
@@ -157,29 +158,14 @@ type groCounts struct {
 	reads, datagrams atomic.Uint64
 }
 
-func enableGRO(uc *net.UDPConn) error {
+// setSockoptInt sets an int socket option on uc's socket.
+func setSockoptInt(uc *net.UDPConn, level, opt, value int) error {
 	rc, err := uc.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
-	}); err != nil {
-		return err
-	}
-	return serr
-}
-
-func enableRxTimestamps(uc *net.UDPConn) error {
-	rc, err := uc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
-	}); err != nil {
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, value) }); err != nil {
 		return err
 	}
 	return serr
@@ -197,7 +183,7 @@ type stampConn struct {
 	stamps bool // SO_TIMESTAMPNS is on
 	oob    []byte
 
-	// With UDP GRO: reads go to buf, and the datagrams of the last read not yet handed out are
+	// With UDP GRO (gro not nil): reads go to buf, and the datagrams of the last read not yet handed out are
 	// pend (segments of seg bytes, the last one maybe shorter), received at pendAt from pendAddr.
 	gro      *groCounts
 	buf      []byte
@@ -250,6 +236,9 @@ func (c *stampConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 
 // readGRO reads the next buffer of datagrams into pend.
 func (c *stampConn) readGRO() error {
+	if c.buf == nil {
+		c.buf = make([]byte, groBufferSize)
+	}
 	n, oobn, _, from, err := c.ReadMsgUDPAddrPort(c.buf, c.oob)
 	if err != nil {
 		return err
