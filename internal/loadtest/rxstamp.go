@@ -183,8 +183,9 @@ type stampConn struct {
 	stamps bool // SO_TIMESTAMPNS is on
 	oob    []byte
 
-	// With UDP GRO (gro not nil): reads go to buf, and the datagrams of the last read not yet handed out are
-	// pend (segments of seg bytes, the last one maybe shorter), received at pendAt from pendAddr.
+	// With UDP GRO (gro not nil): reads go to buf, and the datagrams of the last read not yet
+	// handed out are pend (segments of seg bytes, the last one maybe shorter), received at pendAt
+	// from pendAddr.
 	gro      *groCounts
 	buf      []byte
 	pend     []byte
