@@ -14,17 +14,17 @@ import (
 // datagrams as one UDP GSO message, the load tool's subscribers (sockets with UDP GRO) read those
 // runs as one buffer each and measure every datagram of them: all subscribers connected, media
 // decrypted in the read loops with nothing undecryptable, no loss, and the node's GSO messages
-// show up as the load tool's coalesced reads. With --no-gro the same run has no coalesced read.
+// show up as the load tool's coalesced reads. Without --gro the same run has no coalesced read.
 func TestLoadToolReadsNodeGSORuns(t *testing.T) {
 	n := nodetest.Start(t, nil)
-	run := func(stream string, noGRO bool) *loadtest.Report {
+	run := func(stream string, gro bool) *loadtest.Report {
 		t.Helper()
 		cfg := loadtest.DefaultConfig()
 		cfg.Server, cfg.Stream = n.HTTPURL(), stream
 		cfg.VideoBitrate, cfg.Subscribers, cfg.RampPerSecond = 2_000_000, 3, 20
 		cfg.Pacing = 0 // a frame's packets back to back: the node forwards them as runs
 		cfg.Warmup, cfg.Duration = time.Second, 2*time.Second
-		cfg.NoGRO = noGRO
+		cfg.GRO = gro
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
 		rep, err := loadtest.Run(ctx, cfg, slog.New(slog.NewTextHandler(&nodetest.Log{T: t}, nil)))
@@ -39,13 +39,13 @@ func TestLoadToolReadsNodeGSORuns(t *testing.T) {
 			t.Errorf("loss %.3f %%, video %+v, socket delay samples %d", rep.LossPercent, rep.Video, rep.SocketDelay.Count)
 		}
 		r := rep.Receive
-		if r == nil || !r.Direct || r.DirectSubscribers != 3 || r.DirectErrors != 0 || r.GRO == noGRO {
-			t.Fatalf("receive %+v, want every subscriber direct, GRO %t", r, !noGRO)
+		if r == nil || !r.Direct || r.DirectSubscribers != 3 || r.DirectErrors != 0 || r.GRO != gro {
+			t.Fatalf("receive %+v, want every subscriber direct, GRO %t", r, gro)
 		}
 		return rep
 	}
 	gso0 := n.WebRTC().Stats().GSOMessages.Load()
-	r := run("live/gro", false).Receive
+	r := run("live/gro", true).Receive
 	gso := n.WebRTC().Stats().GSOMessages.Load() - gso0
 	if gso == 0 {
 		t.Fatal("the node sent no GSO message: nothing for GRO to show")
@@ -56,7 +56,7 @@ func TestLoadToolReadsNodeGSORuns(t *testing.T) {
 		t.Errorf("GRO reads %d carrying %d datagrams (%d direct, %d via pion); the node sent %d GSO messages",
 			r.GROReads, r.GRODatagrams, r.DirectPackets, r.PionPackets, gso)
 	}
-	if r := run("live/nogro", true).Receive; r.GROReads != 0 || r.GRODatagrams != 0 {
+	if r := run("live/nogro", false).Receive; r.GROReads != 0 || r.GRODatagrams != 0 {
 		t.Errorf("without GRO: %d coalesced reads", r.GROReads)
 	}
 }

@@ -84,8 +84,8 @@ func loadtestFlags(args []string) (loadtest.Config, loadtestOutput, error) {
 	fs.BoolVar(&cfg.ReceiverReports, "receiver-reports", false, "subscribers send RTCP receiver reports (implies --pion-receive)")
 	fs.BoolVar(&cfg.PionReceive, "pion-receive", false, "WHEP subscribers read media through pion's receive chain instead of decrypting\n"+
 		"it in their sockets' read loops (several times the load tool's CPU per packet)")
-	fs.BoolVar(&cfg.NoGRO, "no-gro", false, "WHEP subscribers' sockets without UDP GRO: a server's GSO runs reach them datagram by\n"+
-		"datagram (on loopback that work is billed to the server)")
+	fs.BoolVar(&cfg.GRO, "gro", false, "WHEP subscribers' sockets take UDP GRO: a server's GSO run is read as one buffer (on\n"+
+		"loopback, where the kernel bills the viewers' receive to the sender; it added delay behind a veth)")
 	fs.StringVar(&cfg.Ingest, "ingest", loadtest.ProtoWHIP, "how the publisher sends: whip, or srt (MPEG-TS to --srt)")
 	fs.StringVar(&cfg.Protocol, "protocol", loadtest.ProtoWHEP, "how subscribers read: whep, srt (from --srt) or rtsp (from --rtsp)")
 	fs.StringVar(&cfg.SRT, "srt", "127.0.0.1:9000", "the server's SRT `host:port`")

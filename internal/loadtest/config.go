@@ -75,9 +75,10 @@ type Config struct {
 	// and measuring it in the sockets' read loops (directrx.go): several times the load tool's
 	// CPU per packet, for comparison.
 	PionReceive bool
-	// NoGRO leaves UDP GRO off on WHEP subscribers' sockets (rxstamp.go): each datagram of a
-	// server's UDP GSO run is then queued, and its reader woken, on its own.
-	NoGRO bool
+	// GRO turns UDP GRO on for WHEP subscribers' sockets (rxstamp.go): a server's UDP GSO run is
+	// then read as one buffer rather than queued, and its reader woken, datagram by datagram. It
+	// helps on loopback with long runs; behind a veth with GRO it added delay (BENCHMARKS.md).
+	GRO bool
 
 	// Ingest is how the publisher sends: "whip" (default) or "srt" (MPEG-TS).
 	Ingest string

@@ -93,11 +93,11 @@ type subscriberAPIs struct {
 	net transport.Net
 	// pionReceive leaves all media to pion's receive chain (Config.PionReceive).
 	pionReceive bool
-	// gro counts the sockets' UDP GRO reads; nil without UDP GRO (Config.NoGRO).
+	// gro counts the sockets' UDP GRO reads; nil without UDP GRO (Config.GRO).
 	gro *groCounts
 }
 
-func newSubscriberAPIs(se webrtc.SettingEngine, receiverReports, pionReceive, noGRO bool) (*subscriberAPIs, error) {
+func newSubscriberAPIs(se webrtc.SettingEngine, receiverReports, pionReceive, withGRO bool) (*subscriberAPIs, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, true); err != nil {
 		return nil, err
@@ -117,7 +117,7 @@ func newSubscriberAPIs(se webrtc.SettingEngine, receiverReports, pionReceive, no
 	// Receiver reports count packets in pion's interceptor chain, which direct receive bypasses.
 	pionReceive = pionReceive || receiverReports
 	a := &subscriberAPIs{se: se, m: m, ir: ir, net: n, pionReceive: pionReceive}
-	if !noGRO {
+	if withGRO {
 		a.gro = new(groCounts)
 	}
 	return a, nil

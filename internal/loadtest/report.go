@@ -66,7 +66,7 @@ type ReceiveStats struct {
 	DirectPackets     uint64 `json:"direct_packets"`
 	// DirectErrors counts adopted packets that did not decrypt; they were dropped (so lost).
 	DirectErrors uint64 `json:"direct_errors,omitempty"`
-	// GRO is whether the sockets took UDP GRO (Config.NoGRO); GROReads counts the reads that
+	// GRO is whether the sockets took UDP GRO (Config.GRO); GROReads counts the reads that
 	// returned more than one datagram (a server's UDP GSO run), GRODatagrams those datagrams.
 	GRO          bool   `json:"gro"`
 	GROReads     uint64 `json:"gro_reads"`

@@ -37,7 +37,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	subAPIs, err := newSubscriberAPIs(se, cfg.ReceiverReports, cfg.PionReceive, cfg.NoGRO)
+	subAPIs, err := newSubscriberAPIs(se, cfg.ReceiverReports, cfg.PionReceive, cfg.GRO)
 	if err != nil {
 		return nil, err
 	}

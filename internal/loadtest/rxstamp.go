@@ -146,7 +146,8 @@ func stampNet(n transport.Net, arr *arrivals, direct *directRx, gro *groCounts) 
 // On loopback the node pays for its viewers' receive path inside its own send, so this takes part
 // of that work (cutting and queueing each datagram of a run) out of the node's CPU figure where
 // the node sends GSO runs; behind a NIC the viewers' machines do it. It changes no datagram: the
-// reader cuts the buffer back into them.
+// reader cuts the buffer back into them. It is off unless asked for (Config.GRO): behind the
+// benchmark's veth, whose GRO then merges datagrams for these sockets, it added delay.
 
 // groBufferSize holds the largest GSO message (a UDP datagram's 64 KiB): a shorter buffer would
 // lose the rest of a longer run. A socket allocates it on its first read.
