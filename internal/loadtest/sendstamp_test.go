@@ -117,7 +117,10 @@ func TestOutTimes(t *testing.T) {
 		t.Errorf("sentAt(0) = %d", got)
 	}
 	// A slot's stamp and time are written and read as one (run with -race): stamps sharing a slot,
-	// each put once as the publisher does, are each found with their own time or not at all.
+	// each put once as the publisher does, are each found with their own time or not at all. A
+	// fresh map: the search for stamps sharing a slot walks past the stamps put above (base +
+	// i×20,000), and one of those still in its slot would be found with its own +5,000.
+	out = new(outTimes)
 	var same []int64
 	for x := base + 7; len(same) < 300; x++ {
 		if out.slot(x) == out.slot(base+7) {
