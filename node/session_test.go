@@ -2,12 +2,17 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
+	"github.com/pion/stun/v4"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/streamfleet/streamfleet/internal/rtctest"
@@ -147,4 +152,98 @@ func TestPublicIPInAnswer(t *testing.T) {
 	if strings.Contains(string(body), " 127.0.0.1 ") {
 		t.Fatalf("answer still announces the bound address:\n%s", body)
 	}
+}
+
+// TestNodeChecksBackOnlyWhereChecked: the node is a full ICE agent, so a viewer's first check is
+// answered with a check of the node's own (on which a controlling client nominates at once,
+// instead of on its next timer tick); and the node checks only the address a check came from,
+// never a candidate the offer merely lists (here a decoy socket's), which would let an offer
+// aim the node's STUN traffic anywhere.
+func TestNodeChecksBackOnlyWhereChecked(t *testing.T) {
+	n := startNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	live := startLiveSession(t, ctx, n.HTTPURL(), "live/checks")
+	defer live.close()
+	live.assertFlowing()
+
+	decoy, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer decoy.Close()
+	var decoyGot atomic.Int64
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := decoy.ReadFrom(buf); err != nil {
+				return
+			}
+			decoyGot.Add(1)
+		}
+	}()
+
+	var fromNode atomic.Int64 // binding requests the viewer received
+	api, err := rtctest.NewAPIWithSettings(func(se *webrtc.SettingEngine) {
+		se.SetICEBindingRequestHandler(func(*stun.Message, ice.Candidate, ice.Candidate, *ice.CandidatePair) bool {
+			fromNode.Add(1)
+			return false
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := decoy.LocalAddr().(*net.UDPAddr).Port
+	decoyLine := fmt.Sprintf("a=candidate:999 1 udp 2130706431 127.0.0.1 %d typ host\r\n", port)
+	added := 0
+	loc, err := rtctest.ExchangeEdited(ctx, pc, n.HTTPURL()+"/whep/live/checks", "", func(sdp string) string {
+		// The decoy first among each section's candidates, with the highest priority.
+		var b strings.Builder
+		inSection := false
+		for _, line := range strings.SplitAfter(sdp, "\r\n") {
+			if strings.HasPrefix(line, "m=") {
+				inSection = false
+			}
+			if strings.HasPrefix(line, "a=candidate:") && !inSection {
+				b.WriteString(decoyLine)
+				inSection = true
+				added++
+			}
+			b.WriteString(line)
+		}
+		return b.String()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rtctest.Delete(loc)
+	if added == 0 {
+		t.Fatal("the offer had no candidate to put the decoy before")
+	}
+	if strings.Contains(pc.RemoteDescription().SDP, "a=ice-lite") {
+		t.Fatal("the answer declares ICE-lite")
+	}
+	if err := rtctest.WaitConnected(ctx, pc); err != nil {
+		t.Fatal(err)
+	}
+	if fromNode.Load() == 0 {
+		t.Error("the node answered the viewer's checks without a check of its own")
+	}
+	// pion checks a listed candidate at once and every 200 ms while connecting: a second is
+	// plenty for a check to have reached the decoy.
+	time.Sleep(time.Second)
+	if got := decoyGot.Load(); got != 0 {
+		t.Errorf("the decoy candidate got %d datagrams from the node", got)
+	}
+	live.assertFlowing()
 }

@@ -36,12 +36,22 @@ func NewAPI() (*webrtc.API, error) {
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		return nil, err
 	}
-	return loopbackAPI(m)
+	return loopbackAPI(m, nil)
+}
+
+// NewAPIWithSettings is NewAPI with its settings passed through edit before the API is made, as
+// a test that watches the client's ICE needs.
+func NewAPIWithSettings(edit func(*webrtc.SettingEngine)) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	return loopbackAPI(m, edit)
 }
 
 // loopbackAPI builds an API on m with pion's default interceptors that gathers loopback
-// candidates only.
-func loopbackAPI(m *webrtc.MediaEngine) (*webrtc.API, error) {
+// candidates only; edit, if not nil, changes the settings last.
+func loopbackAPI(m *webrtc.MediaEngine, edit func(*webrtc.SettingEngine)) (*webrtc.API, error) {
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, err
@@ -51,6 +61,9 @@ func loopbackAPI(m *webrtc.MediaEngine) (*webrtc.API, error) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	if edit != nil {
+		edit(&se)
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 

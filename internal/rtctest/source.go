@@ -251,5 +251,5 @@ func NewSimulcastAPI() (*webrtc.API, error) {
 			return nil, err
 		}
 	}
-	return loopbackAPI(m)
+	return loopbackAPI(m, nil)
 }

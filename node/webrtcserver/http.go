@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
@@ -141,9 +142,13 @@ func (s *Server) readOffer(w http.ResponseWriter, r *http.Request) (*offer, *api
 }
 
 // negotiate applies the offer, creates the answer and waits for ICE gathering (immediate with the
-// UDP mux and ICE lite).
+// UDP mux: its one host candidate).
 func negotiate(ctx context.Context, pc *webrtc.PeerConnection, o *offer, prepare func() error) (string, *apiError) {
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: o.sdp}); err != nil {
+	remote := o.sdp
+	if !iceLite(o.parsed) {
+		remote = withoutCandidates(remote)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: remote}); err != nil {
 		return "", errorf(http.StatusBadRequest, "bad_offer", "the offer could not be applied: "+err.Error())
 	}
 	if prepare != nil {
@@ -221,10 +226,17 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// addTrickleCandidates applies the candidates of an SDP fragment (RFC 8840) to pc. An ICE restart
-// (new credentials) is refused: the node is ICE lite and a client restarts by a new POST.
+// addTrickleCandidates checks the candidates of an SDP fragment (RFC 8840) and, for an ICE-lite
+// client only, applies them to pc: a full client's checks reach the node anyway, and the node
+// answers where they come from (see withoutCandidates). An ICE restart (new credentials) is
+// refused: a client restarts by a new POST.
 func addTrickleCandidates(pc *webrtc.PeerConnection, frag string) error {
 	remote := pc.RemoteDescription()
+	lite := false
+	if remote != nil { // parsed here: remote.Unmarshal would write pion's copy under its feet
+		d := &sdp.SessionDescription{}
+		lite = d.UnmarshalString(remote.SDP) == nil && iceLite(d)
+	}
 	for _, line := range strings.Split(frag, "\n") {
 		line = strings.TrimSpace(line)
 		switch {
@@ -233,10 +245,61 @@ func addTrickleCandidates(pc *webrtc.PeerConnection, frag string) error {
 				return errorf(http.StatusUnprocessableEntity, "ice_restart_unsupported", "ICE restarts are not supported; start a new session")
 			}
 		case strings.HasPrefix(line, "a=candidate:"):
-			if err := pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: strings.TrimPrefix(line, "a=")}); err != nil {
+			raw := strings.TrimPrefix(line, "a=")
+			var err error
+			if lite {
+				err = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: raw})
+			} else {
+				_, err = ice.UnmarshalCandidate(raw)
+			}
+			if err != nil {
 				return errorf(http.StatusBadRequest, "bad_candidate", err.Error())
 			}
 		}
 	}
 	return nil
+}
+
+// The node is a full ICE agent (not ICE-lite): it answers a client's first connectivity check
+// with a check of its own (RFC 8445 §7.3.1.4, a triggered check), and a controlling client that
+// gets a check on a pair that has already succeeded nominates that pair at once. Against an
+// ICE-lite server, which never checks, a client nominates on its own timer instead: pion's every
+// 200 ms, most of a pion viewer's time to first frame on loopback.
+//
+// But a full agent also checks every candidate the offer lists, and an offer names any address
+// it likes: up to MaxSDPBytes of candidates, each checked several times, would make the node a
+// reflector of STUN traffic at hosts that never asked for it. So the offer's candidates (and
+// trickled ones) are not given to the agent: a full client checks the node's candidate anyway,
+// from every address it has, and the node learns each as a peer-reflexive candidate from a check
+// that carried the session's credentials, then checks only that address — where a lite node
+// would have answered. A client that is ICE-lite itself never checks: its candidates are kept.
+
+// iceLite tells whether an offer's session declares ICE-lite (RFC 8839 §5.3).
+func iceLite(d *sdp.SessionDescription) bool {
+	if d == nil {
+		return false
+	}
+	_, ok := d.Attribute("ice-lite")
+	return ok
+}
+
+// withoutCandidates is an SDP with its a=candidate lines removed, everything else as it was.
+func withoutCandidates(s string) string {
+	if !strings.Contains(s, "a=candidate:") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for rest := s; rest != ""; {
+		line := rest
+		if i := strings.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i+1], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		if !strings.HasPrefix(line, "a=candidate:") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
 }

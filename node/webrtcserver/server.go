@@ -224,11 +224,14 @@ func offeredSetup(d *sdp.SessionDescription) string {
 func (s *Server) apiSettings(ingest bool) (webrtc.SettingEngine, *webrtc.MediaEngine, error) {
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(s.udpMux)
-	se.SetLite(true)
+	se.SetLite(false) // a full agent: its triggered checks let clients nominate at once (http.go)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
-	se.SetICETimeouts(s.cfg.DisconnectedTimeout, s.cfg.FailedTimeout, s.cfg.DisconnectedTimeout/3)
+	// No keepalive checks from the node on a connected pair: the client's own checks (every 2 s
+	// from pion, 2.5 s from Chromium) and its RTCP keep the pair alive, as they did while the node
+	// was ICE-lite; a check to every viewer every second cost 10–14 % more CPU at 200 viewers.
+	se.SetICETimeouts(s.cfg.DisconnectedTimeout, s.cfg.FailedTimeout, 0)
 	// AES-GCM costs less than half of AES-CM-HMAC per packet; browsers offer it.
 	se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
 	if len(s.cfg.PublicIPs) > 0 {
