@@ -32,7 +32,8 @@ func patch(t *testing.T, url, ctype, body string) int {
 }
 
 // TestTrickleAndICEServers checks the RFC 9725 extras: configured ICE servers are announced in
-// Link headers, PATCH applies trickled candidates, and an ICE restart is refused clearly.
+// Link headers, PATCH takes trickled candidates (checked, then not needed: the node answers the
+// checks where they come from) and refuses a malformed one, and an ICE restart is refused clearly.
 func TestTrickleAndICEServers(t *testing.T) {
 	n := startNode(t, func(c *node.Config) {
 		c.WebRTC.ICEServers = []webrtc.ICEServer{{URLs: []string{"stun:stun.example.test:3478"}}}
@@ -75,6 +76,9 @@ func TestTrickleAndICEServers(t *testing.T) {
 	frag := ufrag + "\r\na=mid:0\r\n" + candidate + "\r\n"
 	if got := patch(t, pub.Location, "application/trickle-ice-sdpfrag", frag); got != http.StatusNoContent {
 		t.Fatalf("trickle PATCH: %d, want 204", got)
+	}
+	if got := patch(t, pub.Location, "application/trickle-ice-sdpfrag", ufrag+"\r\na=candidate:1 1 udp\r\n"); got != http.StatusBadRequest {
+		t.Fatalf("PATCH with a malformed candidate: %d, want 400", got)
 	}
 	if got := patch(t, pub.Location, "application/sdp", frag); got != http.StatusUnsupportedMediaType {
 		t.Fatalf("PATCH with the wrong type: %d, want 415", got)
