@@ -31,13 +31,7 @@ var (
 
 // NewAPI returns a pion API for a loopback test client: default codecs and interceptors, no mDNS,
 // loopback candidates only.
-func NewAPI() (*webrtc.API, error) {
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		return nil, err
-	}
-	return loopbackAPI(m, nil)
-}
+func NewAPI() (*webrtc.API, error) { return NewAPIWithSettings(nil) }
 
 // NewAPIWithSettings is NewAPI with its settings passed through edit before the API is made, as
 // a test that watches the client's ICE needs.
