@@ -120,24 +120,11 @@ func post(t *testing.T, url, contentType, body string, header map[string]string)
 // offerSDP makes a real offer from a pion peer with the given codec, for requests built by hand.
 func offerSDP(t *testing.T, codec webrtc.RTPCodecCapability) string {
 	t.Helper()
-	api, err := rtctest.NewAPI()
+	offer, err := rtctest.OfferSDP(codec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	tr, _ := webrtc.NewTrackLocalStaticRTP(codec, "v", "s")
-	if _, err := pc.AddTrack(tr); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return offer.SDP
+	return offer
 }
 
 const h263Offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n" +

@@ -29,15 +29,38 @@ import (
 // 4.3 to 3.1 ms) while the system call's own cost is still spread thin.
 const sendBatchSize = 16
 
-// batchUDPMux is pion's ICE UDP mux with conns that can batch.
+// batchUDPMux is pion's ICE UDP mux with conns that can batch, and the addresses it offers as
+// host candidates.
 type batchUDPMux struct {
 	ice.UDPMux
-	mu    sync.Mutex
-	conns map[string]*muxConn // by local ufrag
+	listen []net.Addr
+	mu     sync.Mutex
+	conns  map[string]*muxConn // by local ufrag
 }
 
 func newBatchUDPMux(inner ice.UDPMux) *batchUDPMux {
-	return &batchUDPMux{UDPMux: inner, conns: map[string]*muxConn{}}
+	return &batchUDPMux{UDPMux: inner, listen: candidateAddrs(inner.GetListenAddresses()), conns: map[string]*muxConn{}}
+}
+
+// GetListenAddresses are the addresses of the node's host candidates.
+func (m *batchUDPMux) GetListenAddresses() []net.Addr { return m.listen }
+
+// candidateAddrs are the mux's addresses without the loopback ones, unless it has no others (it
+// listens on loopback). A socket bound to every address listens on 127.0.0.1 too, but offered to
+// clients elsewhere that candidate only costs them checks that never answer, and a pion client
+// that counts its pair as the best one waits for its check timer (200 ms) before it nominates
+// the pair that works (pion filters them only from a mux of its own type).
+func candidateAddrs(all []net.Addr) []net.Addr {
+	var out []net.Addr
+	for _, a := range all {
+		if u, ok := a.(*net.UDPAddr); !ok || !u.IP.IsLoopback() {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return all
+	}
+	return out
 }
 
 // GetConn wraps the mux's conn for a peer connection's local ICE ufrag.
