@@ -251,3 +251,39 @@ func TestNodeChecksBackOnlyWhereChecked(t *testing.T) {
 	}
 	live.assertFlowing()
 }
+
+// TestICELiteViewer: a viewer that is an ICE-lite agent (it never checks; it lists its
+// candidates and answers checks) gets its media: for such an offer the node keeps the listed
+// candidates and, as the full agent, checks and nominates them itself (RFC 8445 §6.1.1).
+func TestICELiteViewer(t *testing.T) {
+	n := startNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	live := startLiveSession(t, ctx, n.HTTPURL(), "live/lite")
+	defer live.close()
+	live.assertFlowing()
+
+	api, err := rtctest.NewAPIWithSettings(func(se *webrtc.SettingEngine) { se.SetLite(true) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := rtctest.View(ctx, api, n.HTTPURL()+"/whep/live/lite", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if !strings.Contains(v.PC.LocalDescription().SDP, "a=ice-lite") {
+		t.Fatal("the viewer's offer does not declare ICE-lite")
+	}
+	if err := rtctest.WaitConnected(ctx, v.PC); err != nil {
+		t.Fatal(err)
+	}
+	for len(v.Payloads("video")) < 20 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the ICE-lite viewer got %d video packets", len(v.Payloads("video")))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	live.assertFlowing()
+}
