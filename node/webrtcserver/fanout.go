@@ -198,6 +198,7 @@ func (g *group) run() {
 			return
 		}
 		g.notify.Clear()
+		g.batch.startRound()
 		viewers := *g.viewers.Load()
 		for i, vs := range viewers {
 			// Each viewer's state is fetched ahead of its turn (prefetch.go).
@@ -219,7 +220,7 @@ func (g *group) run() {
 			req := <-g.rtx
 			req.vt.retransmit(req.seq)
 		}
-		g.batch.flush()
+		g.batch.endRound()
 		if packets > 0 {
 			g.s.stats.PacketsOut.Add(packets)
 			g.s.stats.BytesOut.Add(bytes)

@@ -167,6 +167,87 @@ func TestPacketSendLoopback(t *testing.T) {
 	t.Run("runs as GSO messages", func(t *testing.T) { packetSendRuns(t, false) })
 	t.Run("runs without messages", func(t *testing.T) { packetSendRuns(t, true) })
 	t.Run("GSO messages refused", packetSendRunsRefused)
+	t.Run("a round's frames kicked at its end", packetSendRoundKicks)
+}
+
+// packetSendRoundKicks: in a fan-out round the ring's frames wait for its end (one kick a round),
+// and their fan-out delay is observed then; a ring half full is kicked at once; and a run that
+// goes as a GSO message mid-round takes the frames before it along first, so the viewer gets
+// its datagrams in order.
+func packetSendRoundKicks(t *testing.T) {
+	defer func(n int) { ringFrames = n }(ringFrames)
+	ringFrames = 128
+	b, stats, _, pkt := newPacketBatch(t, "127.0.0.1:0")
+	waitPath(t, pkt, netip.MustParseAddr("127.0.0.1"))
+	a := listenUDP(t)
+	to := a.LocalAddr().(*net.UDPAddr).AddrPort()
+	buf := make([]byte, 2000)
+	nothingYet := func(when string) {
+		t.Helper()
+		_ = a.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, _, err := a.ReadFromUDPAddrPort(buf); err == nil {
+			t.Fatalf("%s: a datagram of %d bytes arrived", when, n)
+		}
+	}
+	delays := func() uint64 { _, _, n, _ := stats.FanoutDelay.Snapshot(); return n }
+	// send adds n datagrams numbered from first: of growing sizes from size (each one lone), or
+	// all of size (a run).
+	send := func(n, size int, run bool, first byte) {
+		for i := range n {
+			p := make([]byte, size)
+			if !run {
+				p = make([]byte, size+i)
+			}
+			p[0] = first + byte(i)
+			b.at = time.Now().UnixNano()
+			b.add(p, to)
+		}
+	}
+	expect := func(n int, first byte) {
+		t.Helper()
+		for i := range n {
+			_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+			size, _, err := a.ReadFromUDPAddrPort(buf)
+			if err != nil || buf[0] != first+byte(i) {
+				t.Fatalf("datagram %d: %d bytes, first byte %d, %v; want %d", i, size, buf[0], err, first+byte(i))
+			}
+		}
+	}
+
+	// Two batches' worth of lone datagrams: both flushed into the ring, neither kicked.
+	b.startRound()
+	send(2*sendBatchSize, 100, false, 0)
+	nothingYet("mid-round")
+	if got := stats.PacketRingDatagrams.Load(); got != 2*sendBatchSize {
+		t.Fatalf("%d datagrams in the ring, want %d", got, 2*sendBatchSize)
+	}
+	if d := delays(); d != 0 {
+		t.Errorf("%d delays observed before the frames were kicked", d)
+	}
+	b.endRound()
+	expect(2*sendBatchSize, 0)
+	if d := delays(); d != 2*sendBatchSize {
+		t.Errorf("%d delays observed, want %d", d, 2*sendBatchSize)
+	}
+
+	// Half the ring filled mid-round: kicked at once.
+	b.startRound()
+	send(ringFrames/2, 100, false, 50)
+	expect(ringFrames/2, 50)
+	b.endRound()
+
+	// Lone datagrams held in the ring, then a run that goes as one GSO message: the held frames
+	// are kicked before it.
+	b.startRound()
+	send(sendBatchSize, 100, false, 100)
+	send(sendBatchSize, 1000, true, 150)
+	if stats.PacketGSOMessages.Load() == 0 {
+		t.Fatal("the run did not go as a GSO message")
+	}
+	expect(sendBatchSize, 100)
+	expect(sendBatchSize, 150)
+	b.endRound()
+	nothingYet("after the round")
 }
 
 // newPacketBatch is a batch with the packet path on a socket of listen's.

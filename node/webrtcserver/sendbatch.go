@@ -239,6 +239,11 @@ type sendBatch struct {
 	// retry fires while a ring holds frames the kernel did not take (retryC), for retryRings.
 	retry      *time.Timer
 	retryArmed bool
+	// In a round (startRound … endRound) the rings are kicked once, at its end, not at every
+	// flush; heldAt are the arrival times of the frames filled and not yet kicked, for the
+	// fan-out delay, observed when they are.
+	inRound bool
+	heldAt  []int64
 }
 
 // ringRetryInterval is how soon frames a kick left in a ring are handed to the kernel again.
@@ -304,6 +309,7 @@ func newSendBatch(conn net.PacketConn, stats *Stats, pkt *packetSender) (*sendBa
 func (b *sendBatch) usePacketPath(pkt *packetSender) {
 	b.pkt, b.rings, b.paths, b.via = pkt, map[int]*packetRing{}, map[netip.Addr]*pathEntry{}, make([]uint8, sendBatchSize)
 	b.runs = newPacketMessages()
+	b.heldAt = make([]int64, 0, ringFrames)
 }
 
 // dupSocket opens another descriptor of the socket, outside Go's poller. Go serializes the
@@ -553,12 +559,24 @@ func (b *sendBatch) sendByRing() {
 		b.via[i] = viaRing
 		sent++
 	}
-	if sent == 0 && b.runs.m == 0 {
+	if sent > 0 {
+		b.stats.PacketRingDatagrams.Add(uint64(sent))
+	}
+	// In a round the rings wait for its end, unless something goes another way now (which must
+	// not pass a viewer's frames still in a ring) or a ring is half full.
+	hold := b.inRound && b.runs.m == 0 && sent == b.n && !b.ringsHalfFull()
+	if hold {
+		for i := range b.n {
+			b.heldAt = append(b.heldAt, b.arrivals[i])
+		}
+		b.n = 0
 		return
 	}
-	if sent > 0 {
+	if sent > 0 || len(b.heldAt) > 0 {
 		b.kickRings()
-		b.stats.PacketRingDatagrams.Add(uint64(sent))
+	}
+	if sent == 0 && b.runs.m == 0 {
+		return
 	}
 	if b.runs.m > 0 {
 		b.runs.send(b.stats, b.pkt)
@@ -610,9 +628,50 @@ func (b *sendBatch) swap(i, j int) {
 	b.hdrs[i].Hdr.Namelen, b.hdrs[j].Hdr.Namelen = b.hdrs[j].Hdr.Namelen, b.hdrs[i].Hdr.Namelen
 }
 
+// startRound begins a fan-out round: until endRound, the rings are kicked only where sendByRing
+// must (ringsHalfFull, or a datagram going another way). One kick a round rather than one every
+// sendBatchSize datagrams: each kick is a system call, and on a veth it wakes the receiving
+// side's NAPI thread, which then preempts the group on its CPU.
+func (b *sendBatch) startRound() {
+	if b != nil {
+		b.inRound = true
+	}
+}
+
+// endRound sends what the round left in the batch and hands the rings' frames to the kernel.
+func (b *sendBatch) endRound() {
+	if b == nil {
+		return
+	}
+	b.inRound = false
+	b.flush()
+	if len(b.heldAt) > 0 {
+		b.kickRings()
+	}
+}
+
+// ringsHalfFull tells whether a ring holds half its frames not yet kicked.
+func (b *sendBatch) ringsHalfFull() bool {
+	for _, r := range b.rings {
+		if r != nil && 2*r.put >= r.frames {
+			return true
+		}
+	}
+	return false
+}
+
 // kickRings hands every ring's filled frames to the kernel, and arms the retry while a ring still
 // holds some it did not take.
 func (b *sendBatch) kickRings() {
+	if len(b.heldAt) > 0 {
+		now := time.Now().UnixNano()
+		for _, at := range b.heldAt {
+			if at != 0 {
+				b.stats.FanoutDelay.observe(now - at)
+			}
+		}
+		b.heldAt = b.heldAt[:0]
+	}
 	waiting := false
 	for _, r := range b.rings {
 		if r == nil {
