@@ -506,7 +506,7 @@ const (
 // sendByRing sends the datagrams that have a packet path: each run of datagrams to one viewer as
 // one GSO message through the group's packet socket (and what follows it to that viewer, so
 // each viewer's datagrams stay in order: the rings are handed over first), the others through the
-// group's rings (one sendto per device). It leaves the rest, in order, at the front of the batch
+// group's rings (one sendto per device; in a round, at its end: startRound). It leaves the rest, in order, at the front of the batch
 // for sendmmsg: those without a path and those a full ring or socket did not take (with what
 // follows them to their viewer). Without messages (a kernel before 6.2) runs go by the ring.
 func (b *sendBatch) sendByRing() {
