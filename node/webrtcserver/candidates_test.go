@@ -21,7 +21,7 @@ func TestAnswerCandidates(t *testing.T) {
 		loopback bool // every candidate on loopback; false: none
 	}{
 		{"127.0.0.1:0", true},
-		{"0.0.0.0:0", !hasOtherAddress(t)}, // a machine with loopback alone keeps it
+		{"0.0.0.0:0", !hasOtherAddress(t)}, // a machine with IPv4 on loopback alone keeps it
 	} {
 		_, url := newFanoutServer(t, func(c *Config) { c.ICEUDPAddr = tc.listen })
 		ips := answerCandidateIPs(t, url+"/whip/live/cands")
@@ -57,7 +57,8 @@ func TestCandidateAddrs(t *testing.T) {
 	}
 }
 
-// hasOtherAddress tells whether an interface that is up has an address off loopback.
+// hasOtherAddress tells whether an interface that is up has an IPv4 address off loopback (what a
+// node on 0.0.0.0 offers).
 func hasOtherAddress(t *testing.T) bool {
 	t.Helper()
 	ifaces, err := net.Interfaces()
@@ -70,7 +71,7 @@ func hasOtherAddress(t *testing.T) bool {
 		}
 		addrs, _ := ifc.Addrs()
 		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
 				return true
 			}
 		}
