@@ -25,7 +25,7 @@ func TestAnswerCandidates(t *testing.T) {
 	} {
 		_, url := newFanoutServer(t, func(c *Config) { c.ICEUDPAddr = tc.listen })
 		ips := answerCandidateIPs(t, url+"/whip/live/cands")
-		if tc.loopback && len(ips) == 0 {
+		if len(ips) == 0 { // else the loop below would pass with nothing offered
 			t.Errorf("listening on %s: no candidates in the answer", tc.listen)
 		}
 		for _, ip := range ips {
